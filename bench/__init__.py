@@ -1,0 +1,1 @@
+"""Benchmark construction and scoring: annotation → synthesis → tasks → build → metrics → evaluation/report."""

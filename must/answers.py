@@ -1,0 +1,127 @@
+"""Deterministic parsing of free-form model answers into what each task scores.
+
+Every parser returns a :class:`Parsed` whose ``status`` is ``"ok"``, ``"unparsed"`` (nothing of the
+expected kind found) or ``"impossible"`` (found, but not a valid time / interval). Scorers give
+0 to anything not ``"ok"`` and count it as ``unparsed``; parsers never raise on model output.
+
+Rules
+-----
+- Timestamp (TSG): the first colon or unit time in the answer; plain numbers only when the
+  answer has no colon/unit time. An impossible first time makes the answer impossible.
+- Intervals (MTR): every interval found (see :mod:`must.timecode`); any impossible one makes
+  the whole answer impossible. Intervals are clipped to ``[0, duration]`` when it is known.
+- Option letter (LTR, GTO): an answer that is just a letter; else ``answer/option/choice``
+  followed by a letter; else a leading ``C)``, ``C.``, ``C:`` or ``(C)``; else a single distinct
+  ``(C)`` anywhere; else the one option whose text the answer contains.
+- AVQA: the answer normalised to the MUSIC-AVQA 42-word vocabulary (see :mod:`bench.metrics.avqa`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from must.timecode import find_intervals, find_times
+
+__all__ = ["Parsed", "parse_timestamp", "parse_interval_answer", "parse_choice", "option_texts", "clean_text"]
+
+MAX_ANSWER_CHARS = 20_000  # model outputs beyond this are truncated before parsing (1 MB garbage stays fast)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed answer: ``value`` (time, intervals, letter or word) and ``status``."""
+
+    value: Any
+    status: str  # "ok" | "unparsed" | "impossible"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the answer parsed into a valid value."""
+        return self.status == "ok"
+
+
+UNPARSED = Parsed(None, "unparsed")
+IMPOSSIBLE = Parsed(None, "impossible")
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(text: Any) -> str:
+    """Model output as a bounded ``str`` without control characters (``None``/bytes tolerated)."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if not isinstance(text, str):
+        text = str(text)
+    return _CONTROL.sub(" ", text[:MAX_ANSWER_CHARS])
+
+
+def parse_timestamp(text: Any) -> Parsed:
+    """The time (seconds) a free-form answer gives, e.g. ``"The vocal starts at 2:00."`` → 120."""
+    times = find_times(clean_text(text))
+    explicit = [t for t in times if t.kind != "plain"]
+    candidates = explicit or times
+    if not candidates:
+        return UNPARSED
+    first = candidates[0]
+    return IMPOSSIBLE if first.impossible else Parsed(first.seconds, "ok")
+
+
+def parse_interval_answer(text: Any, duration: float | None = None) -> Parsed:
+    """The intervals a free-form answer gives, clipped to ``[0, duration]``, as ``[(start, end), ...]``."""
+    pairs = find_intervals(clean_text(text))
+    if not pairs:
+        return UNPARSED
+    out = []
+    for a, b in pairs:
+        if a.impossible or b.impossible or b.seconds <= a.seconds:
+            return IMPOSSIBLE
+        s, e = a.seconds, b.seconds
+        if duration is not None:
+            s, e = max(0.0, min(s, duration)), max(0.0, min(e, duration))
+            if e <= s:  # entirely outside the track: a valid interval covering no audio
+                continue
+        out.append((s, e))
+    return Parsed(out, "ok")
+
+
+_OPTION_LINE = re.compile(r"^\s*\(?([A-F])[\):.]\s+(.+?)\s*$", re.MULTILINE)
+
+
+def option_texts(question: str) -> dict[str, str]:
+    """The options listed in a multiple-choice question (``A: text`` / ``(A) text`` lines)."""
+    return {m.group(1): m.group(2) for m in _OPTION_LINE.finditer(question or "")}
+
+
+def _letters(n_options: int) -> str:
+    return "ABCDEF"[:n_options]
+
+
+def parse_choice(text: Any, n_options: int = 4, question: str | None = None) -> Parsed:
+    """The option letter a free-form answer picks (``"C) The male voice…"``, ``"Answer: F"``)."""
+    s = clean_text(text).strip()
+    valid = _letters(n_options)
+    cls = f"[{valid}]"
+    rules = [
+        rf"^\(?({cls})\)?[.:)]?$",
+        rf"\b(?:answer|option|choice)\s*(?:is|:|=)?\s*\(?({cls})\b(?![''\w])",
+        rf"^\(?({cls})[\):.]",
+        rf"^\(({cls})\)",
+        rf"^\**({cls})\**\s*$",
+    ]
+    for pattern in rules:
+        m = re.search(pattern, s, flags=re.IGNORECASE if pattern in rules[:2] else 0)
+        if m:
+            return Parsed(m.group(1).upper(), "ok")
+    bracketed = set(re.findall(rf"\(({cls})\)", s))
+    if len(bracketed) == 1:
+        return Parsed(bracketed.pop(), "ok")
+    if question:
+        low = s.lower()
+        hits = [k for k, v in option_texts(question).items() if k in valid and v.lower() in low]
+        if len(hits) == 1:
+            return Parsed(hits[0], "ok")
+    return UNPARSED

@@ -1,0 +1,1 @@
+"""Reward functions with TRL's signature and their registry."""
