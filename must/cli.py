@@ -13,7 +13,7 @@ from must.schema import BenchFormatError
 
 __all__ = ["main", "build_parser"]
 
-COMMANDS = ["score"]
+COMMANDS = ["build", "annotate", "score"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Annotation: Amuse rhythm and source labels, onsets, entries/exits, transitions, intensity; JAMS I/O."""

@@ -1,0 +1,1 @@
+"""Generative multitrack pieces with exact ground truth, rendered with tinysoundfont."""

@@ -1,0 +1,66 @@
+"""Render a composed piece to stems and a mix with tinysoundfont (offline, no download)."""
+
+from __future__ import annotations
+
+import io
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from bench.synth.compose import Piece
+
+__all__ = ["default_soundfont", "piece_to_midi", "render_stems", "TAIL_SECONDS"]
+
+TAIL_SECONDS = 1.5  # release tail rendered after the last bar
+
+
+def default_soundfont() -> str:
+    """TimGM6mb.sf2, the General-MIDI soundfont that ships inside pretty_midi."""
+    return os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2")
+
+
+def piece_to_midi(piece: Piece, parts: list[int] | None = None) -> pretty_midi.PrettyMIDI:
+    """The piece (or the chosen parts) as PrettyMIDI, notes at their absolute times."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=piece.sections[0].bpm)
+    for i, part in enumerate(piece.parts):
+        if parts is not None and i not in parts:
+            continue
+        inst = pretty_midi.Instrument(program=part.voice.program, is_drum=part.voice.is_drum, name=part.voice.name)
+        inst.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for s, e, p, v in part.notes]
+        pm.instruments.append(inst)
+    return pm
+
+
+@lru_cache(maxsize=4)
+def _check_soundfont(path: str) -> str:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"soundfont not found: {path}")
+    return path
+
+
+def _render_midi(pm: pretty_midi.PrettyMIDI, soundfont: str, sr: int, n_samples: int) -> np.ndarray:
+    import tinysoundfont
+    from tinysoundfont.midi import load_memory
+
+    buf = io.BytesIO()
+    pm.write(buf)
+    synth = tinysoundfont.Synth(samplerate=sr)
+    synth.sfload(soundfont)
+    seq = tinysoundfont.Sequencer(synth)
+    seq.add(load_memory(buf.getvalue()))
+    stereo = np.frombuffer(synth.generate(n_samples), dtype=np.float32).reshape(-1, 2)
+    return stereo.mean(axis=1).astype(np.float32)
+
+
+def render_stems(piece: Piece, sr: int = 22050, soundfont: str | None = None, peak: float = 0.9) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(mix, {source name: stem})``; stems sum to the mix, scaled together so the mix peaks at ``peak``."""
+    sf_path = _check_soundfont(soundfont or default_soundfont())
+    n = int((piece.end + TAIL_SECONDS) * sr)
+    stems = {part.voice.name: _render_midi(piece_to_midi(piece, [i]), sf_path, sr, n) for i, part in enumerate(piece.parts)}
+    mix = np.sum(list(stems.values()), axis=0)
+    top = float(np.max(np.abs(mix))) or 1.0
+    gain = peak / top
+    return (mix * gain).astype(np.float32), {k: (v * gain).astype(np.float32) for k, v in stems.items()}

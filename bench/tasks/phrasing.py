@@ -1,0 +1,116 @@
+"""Wording of transitions: short canonical option text (LTR/GTO) and varied detailed descriptions (TAD).
+
+Options use one canonical wording for every event kind, so the correct option never reads differently
+from its distractors; descriptions vary their wording from a seeded generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.synth.instruments import display
+from must.annotation import Event, TrackAnnotation
+from must.timecode import format_time
+
+__all__ = ["NO_CHANGE", "event_option", "moment_option", "invert", "describe_moment", "source_phrase", "join_clauses",
+           "existence_question"]
+
+NO_CHANGE = "No noticeable change"
+PLURAL = {"drums", "strings", "vocals"}
+
+
+def source_phrase(name: str) -> str:
+    """``"the acoustic guitar"``."""
+    return f"the {display(name)}"
+
+
+def _verb(name: str, singular: str, plural: str) -> str:
+    return plural if name in PLURAL else singular
+
+
+def event_option(e: Event) -> str:
+    """Canonical short wording of one event (lower case, no final period)."""
+    if e.kind == "enter":
+        return f"{source_phrase(e.source)} {_verb(e.source, 'enters', 'enter')}"
+    if e.kind == "exit":
+        return f"{source_phrase(e.source)} {_verb(e.source, 'stops', 'stop')}"
+    if e.kind == "tempo_change":
+        return "the tempo speeds up" if e.detail["to"] > e.detail["from"] else "the tempo slows down"
+    if e.kind == "dynamic_change":
+        return "the music gets louder" if e.detail["direction"] == "louder" else "the music gets softer"
+    raise ValueError(f"unknown event kind {e.kind!r}")
+
+
+def join_clauses(clauses: list[str]) -> str:
+    """``a``; ``a and b``; ``a, b and c``."""
+    return clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + " and " + clauses[-1]
+
+
+def moment_option(events: list[Event]) -> str:
+    """Option text for a moment: its events joined, capitalised."""
+    text = join_clauses([event_option(e) for e in events])
+    return text[0].upper() + text[1:]
+
+
+def existence_question(name: str) -> str:
+    """``Is there a piano in this piece?`` / ``Are there drums in this piece?``."""
+    return f"Are there {display(name)} in this piece?" if name in PLURAL else f"Is there a {display(name)} in this piece?"
+
+
+def invert(e: Event) -> Event:
+    """The opposite change (enter ↔ exit, faster ↔ slower, louder ↔ softer)."""
+    if e.kind == "enter":
+        return Event(e.time, "exit", e.source)
+    if e.kind == "exit":
+        return Event(e.time, "enter", e.source)
+    if e.kind == "tempo_change":
+        return Event(e.time, e.kind, None, {"from": e.detail["to"], "to": e.detail["from"]})
+    return Event(e.time, e.kind, None, {**e.detail, "direction": "softer" if e.detail["direction"] == "louder" else "louder"})
+
+
+_ENTER = ["{s} {enters}", "{s} {comes} in", "{s} {joins} the arrangement", "{s} {starts} playing"]
+_EXIT = ["{s} {stops}", "{s} {drops} out", "{s} {falls} silent", "{s} {leaves} the arrangement"]
+_FASTER = ["the tempo speeds up from about {a} to {b} BPM", "the pace picks up, moving from roughly {a} to {b} BPM",
+           "the music accelerates from around {a} to {b} BPM"]
+_SLOWER = ["the tempo slows down from about {a} to {b} BPM", "the pace relaxes, dropping from roughly {a} to {b} BPM",
+           "the music decelerates from around {a} to {b} BPM"]
+_LOUDER = ["the music gets noticeably louder", "the dynamics swell", "the volume rises sharply"]
+_SOFTER = ["the music gets noticeably softer", "the dynamics drop", "the volume falls away"]
+_ROLE = {"drums": "a steady beat", "bass": "a low-end foundation", "vocal": "a sung line", "instrument": "a new melodic layer"}
+_OPEN = ["At {t},", "Around {t},", "Right at {t},", "At the {t} mark,"]
+_WORDS = {"enters": "enter", "comes": "come", "joins": "join", "starts": "start", "stops": "stop", "drops": "drop",
+          "falls": "fall", "leaves": "leave"}
+
+
+def _clause(e: Event, ann: TrackAnnotation, rng: np.random.Generator) -> str:
+    if e.kind in ("enter", "exit"):
+        template = _ENTER[int(rng.integers(len(_ENTER)))] if e.kind == "enter" else _EXIT[int(rng.integers(len(_EXIT)))]
+        verbs = {k: (v if e.source in PLURAL else k) for k, v in _WORDS.items()}
+        text = template.format(s=source_phrase(e.source), **verbs)
+        if e.kind == "enter":
+            try:
+                category = ann.source(e.source).category
+            except KeyError:
+                category = "instrument"
+            text += f", adding {_ROLE.get(category, _ROLE['instrument'])}"
+        return text
+    if e.kind == "tempo_change":
+        pool = _FASTER if e.detail["to"] > e.detail["from"] else _SLOWER
+        return pool[int(rng.integers(len(pool)))].format(a=int(round(e.detail["from"])), b=int(round(e.detail["to"])))
+    pool = _LOUDER if e.detail["direction"] == "louder" else _SOFTER
+    return pool[int(rng.integers(len(pool)))]
+
+
+def describe_moment(events: list[Event], ann: TrackAnnotation, rng: np.random.Generator) -> str:
+    """A detailed, varied description of what changes at a moment, with what keeps playing."""
+    t = events[0].time
+    clauses = [_clause(e, ann, rng) for e in events]
+    body = join_clauses(clauses)
+    changed = {e.source for e in events if e.source}
+    ongoing = [s for s in ann.active_at(t - 0.25) if s not in changed]
+    text = f"{_OPEN[int(rng.integers(len(_OPEN)))].format(t=format_time(t))} {body}"
+    if ongoing:
+        names = [display(s) for s in ongoing[:3]]
+        joined = join_clauses(names)
+        text += f", while the {joined} {'keeps' if len(names) == 1 and ongoing[0] not in PLURAL else 'keep'} playing"
+    return text + "."
