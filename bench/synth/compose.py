@@ -2,8 +2,8 @@
 
 The plan is what makes the grounding targets clear: sections carry a tempo and a dynamic level
 (1 = soft and sparse … 4 = loud and dense); one or two *peak* sections are the loudest and densest,
-and every part is playing during them; one or two *quiet* sections are the softest. Parts enter
-and exit on bar lines, staggered across the piece. Everything is a pure function of the seed.
+and one *quiet* section is the softest; all sit anywhere in the piece. Parts enter and exit on bar
+lines at uniformly placed points, so no position in the track predicts an answer. Everything is a pure function of the seed.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class ComposeConfig:
     tempo_change_min: float = 0.22  # relative change of a tempo change
     tempo_change_max: float = 0.45
     second_peak_prob: float = 0.3
-    exit_prob: float = 0.55  # a non-final part leaves before the end
+    exit_prob: float = 0.6  # a part (other than the first) leaves before the end
 
 
 @dataclass
@@ -102,11 +102,13 @@ def _plan_sections(rng: np.random.Generator, cfg: ComposeConfig) -> tuple[list[S
                 new = bpm / factor
             bpm = float(np.clip(new, 60, 180))
         bpms.append(bpm)
-    peak = int(rng.integers((k + 1) // 2, k - 1))
+    peak = int(rng.integers(0, k))
     peaks = [peak]
-    if rng.random() < cfg.second_peak_prob and peak >= 3:
-        peaks.insert(0, int(rng.integers(1, peak - 1)))
-    quiet = [0] if rng.random() < 0.5 or peak == 1 else [k - 1] if peak < k - 2 else [0]
+    others = [i for i in range(k) if abs(i - peak) >= 2]
+    if others and rng.random() < cfg.second_peak_prob:
+        peaks = sorted(peaks + [int(rng.choice(others))])
+    calm = [i for i in range(k) if all(abs(i - p) >= 2 for p in peaks)] or [i for i in range(k) if i not in peaks]
+    quiet = [int(rng.choice(calm))]
     levels = []
     for i in range(k):
         if i in peaks:
@@ -204,7 +206,7 @@ def _notes_for_bar(rng, voice: Voice, t0: float, bpm: float, level: int, chord_d
         pitch = _fit(_scale_pitch(root, scale, degree) + 12, voice)
         if k == 0:
             pitch = _fit(chord[0] + 12, voice)
-        if level >= 3 and rng.random() < 0.1:  # an occasional rest keeps lines from being mechanical
+        if k > 0 and level >= 3 and rng.random() < 0.1:  # an occasional rest (never on the downbeat)
             k += dur
             continue
         notes.append((t0 + k * beat, t0 + (k + dur * 0.9) * beat, pitch, vel()))
@@ -223,20 +225,19 @@ def compose(seed: int, cfg: ComposeConfig | None = None) -> Piece:
         bar_starts += [s.start + i * bar_seconds for i in range(s.bars)]
     bar_starts.append(sections[-1].end)
     total_bars = len(bar_starts) - 1
-    first_peak, last_peak = sections[peaks[0]], sections[peaks[-1]]
     voices = _choose_voices(rng, cfg)
     order = list(rng.permutation(len(voices)))
-    end_of_peak = last_peak.start_bar + last_peak.bars
-    # Distinct bars where possible, so entries and exits are staggered rather than stacked.
-    entry_pool = list(rng.permutation(np.arange(1, first_peak.start_bar + 1)))
-    exit_pool = list(rng.permutation(np.arange(end_of_peak, total_bars)))
+    # The first part plays throughout (the piece is never silent); every other part plays one contiguous
+    # span of at least min_bars, placed uniformly, so entries, exits and peaks are spread over the piece.
+    min_bars = min(4, total_bars)
     parts = []
     for rank, idx in enumerate(order):
-        voice = voices[idx]
-        entry = 0 if rank == 0 else int(entry_pool.pop() if entry_pool else rng.integers(1, first_peak.start_bar + 1))
-        exits = rng.random() < cfg.exit_prob and rank != len(order) - 1 and exit_pool
-        exit_bar = int(exit_pool.pop()) if exits else total_bars
-        parts.append(Part(voice, entry, max(exit_bar, entry + 1)))
+        if rank == 0:
+            entry, exit_bar = 0, total_bars
+        else:
+            entry = int(rng.integers(0, total_bars - min_bars + 1))
+            exit_bar = total_bars if rng.random() > cfg.exit_prob else int(rng.integers(entry + min_bars, total_bars + 1))
+        parts.append(Part(voices[idx], entry, exit_bar))
     key_root = int(rng.integers(48, 60))
     minor = bool(rng.random() < 0.4)
     scale = MINOR if minor else MAJOR

@@ -55,11 +55,23 @@ def _render_midi(pm: pretty_midi.PrettyMIDI, soundfont: str, sr: int, n_samples:
     return stereo.mean(axis=1).astype(np.float32)
 
 
-def render_stems(piece: Piece, sr: int = 22050, soundfont: str | None = None, peak: float = 0.9) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``(mix, {source name: stem})``; stems sum to the mix, scaled together so the mix peaks at ``peak``."""
+def render_stems(piece: Piece, sr: int = 22050, soundfont: str | None = None, peak: float = 0.9,
+                 gain_db: tuple[float, float] = (-10.0, 2.0)) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(mix, {source name: stem})``; stems sum to the mix, scaled together so the mix peaks at ``peak``.
+
+    Each stem is first levelled to the same RMS over its playing span, then given a random mixing gain
+    in ``gain_db`` (seeded by the piece): which source is louder depends on this mix, not on the
+    instrument's identity or the soundfont's preset levels.
+    """
     sf_path = _check_soundfont(soundfont or default_soundfont())
     n = int((piece.end + TAIL_SECONDS) * sr)
-    stems = {part.voice.name: _render_midi(piece_to_midi(piece, [i]), sf_path, sr, n) for i, part in enumerate(piece.parts)}
+    rng = np.random.default_rng([piece.seed, 7])
+    stems = {}
+    for i, part in enumerate(piece.parts):
+        y = _render_midi(piece_to_midi(piece, [i]), sf_path, sr, n)
+        start, end = int(part.notes[0][0] * sr), int(max(e for _, e, _, _ in part.notes) * sr) + 1
+        rms = float(np.sqrt(np.mean(y[start:end].astype(np.float64) ** 2))) or 1.0
+        stems[part.voice.name] = (y * (0.1 / rms) * 10 ** (rng.uniform(*gain_db) / 20)).astype(np.float32)
     mix = np.sum(list(stems.values()), axis=0)
     top = float(np.max(np.abs(mix))) or 1.0
     gain = peak / top

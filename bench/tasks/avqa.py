@@ -50,9 +50,12 @@ def generate(ann: TrackAnnotation, rng: np.random.Generator, cfg: TaskConfig) ->
             a, b = b, a
         ans = "yes" if ann.loudness_db[a] > ann.loudness_db[b] else "no"
         out.append(Draft("AVQA", f"Is the {display(a)} louder than the {display(b)}?", ans, [ans], "Audio", "Comparative"))
-    absent = [v.name for v in PALETTE if v.name not in names]
+    # An absent source of the same role as a present one, so the name asked about does not hint the answer.
+    present = names[int(rng.integers(len(names)))]
+    role = next((v.role for v in PALETTE if v.name == present), "lead")
+    absent = [v.name for v in PALETTE if v.name not in names and v.role == role] or [v.name for v in PALETTE if v.name not in names]
     if rng.random() < 0.5:
-        x, ans = names[int(rng.integers(len(names)))], "yes"
+        x, ans = present, "yes"
     else:
         x, ans = absent[int(rng.integers(len(absent)))], "no"
     out.append(Draft("AVQA", existence_question(x), ans, [ans], "Audio-Visual", "Existential"))

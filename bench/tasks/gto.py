@@ -1,7 +1,7 @@
 """GTO — global temporal ordering: three transitions (X), (Y), (Z) and six orderings A–F.
 
-Triples prefer transitions of one kind (three entries, three exits …) so that "entries come before
-exits" cannot order them without listening.
+Triples are of one kind of change (three entries, three exits) or mix only tempo and dynamic changes,
+so that priors like "an instrument enters before it stops" cannot order them without listening.
 """
 
 from __future__ import annotations
@@ -34,20 +34,21 @@ def generate(ann: TrackAnnotation, rng: np.random.Generator, cfg: TaskConfig) ->
             continue
         if clauses[a] & clauses[b] or clauses[a] & clauses[c] or clauses[b] & clauses[c]:
             continue  # descriptions sharing a change ("the tempo slows down") would be ambiguous
-        kinds = {ms[i][0].kind for i in (a, b, c)}
-        triples.append(((a, b, c), len(kinds) == 1))
+        kinds = [{e.kind for e in ms[i]} for i in (a, b, c)]
+        if any(len(k) != 1 for k in kinds):
+            continue
+        flat = {next(iter(k)) for k in kinds}
+        if len(flat) == 1 or flat <= {"tempo_change", "dynamic_change"}:
+            triples.append((a, b, c))
     if not triples:
         return []
-    same = [t for t, s in triples if s]
-    mixed = [t for t, s in triples if not s]
     drafts, used = [], set()
-    for pool in (same, mixed):
-        for i in rng.permutation(len(pool)):
-            trio = pool[int(i)]
-            if used & set(trio):
-                continue
-            used |= set(trio)
-            stem = STEMS[int(rng.integers(len(STEMS)))]
-            drafts.append(Draft("GTO", stem, options=[texts[k] for k in trio],
-                                events=[event_dict(e) for k in trio for e in ms[k]]))
+    for i in rng.permutation(len(triples)):
+        trio = triples[int(i)]
+        if used & set(trio):
+            continue
+        used |= set(trio)
+        stem = STEMS[int(rng.integers(len(STEMS)))]
+        drafts.append(Draft("GTO", stem, options=[texts[k] for k in trio],
+                            events=[event_dict(e) for k in trio for e in ms[k]]))
     return drafts

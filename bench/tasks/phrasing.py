@@ -77,7 +77,9 @@ _SLOWER = ["the tempo slows down from about {a} to {b} BPM", "the pace relaxes, 
 _LOUDER = ["the music gets noticeably louder", "the dynamics swell", "the volume rises sharply"]
 _SOFTER = ["the music gets noticeably softer", "the dynamics drop", "the volume falls away"]
 _ROLE = {"drums": "a steady beat", "bass": "a low-end foundation", "vocal": "a sung line", "instrument": "a new melodic layer"}
-_OPEN = ["At {t},", "Around {t},", "Right at {t},", "At the {t} mark,"]
+_OPEN = ["At {t},", "Here", "At this point", "In this moment", "Right here", "", "", ""]
+_ROLE_ALT = {"drums": ["a driving rhythm", "percussion", "a groove"], "bass": ["low notes underneath", "a bass line", "depth"],
+             "vocal": ["a voice", "a vocal melody", "singing"], "instrument": ["a fresh timbre", "another line", "a new colour"]}
 _WORDS = {"enters": "enter", "comes": "come", "joins": "join", "starts": "start", "stops": "stop", "drops": "drop",
           "falls": "fall", "leaves": "leave"}
 
@@ -87,12 +89,13 @@ def _clause(e: Event, ann: TrackAnnotation, rng: np.random.Generator) -> str:
         template = _ENTER[int(rng.integers(len(_ENTER)))] if e.kind == "enter" else _EXIT[int(rng.integers(len(_EXIT)))]
         verbs = {k: (v if e.source in PLURAL else k) for k, v in _WORDS.items()}
         text = template.format(s=source_phrase(e.source), **verbs)
-        if e.kind == "enter":
+        if e.kind == "enter" and rng.random() < 0.6:
             try:
                 category = ann.source(e.source).category
             except KeyError:
                 category = "instrument"
-            text += f", adding {_ROLE.get(category, _ROLE['instrument'])}"
+            role = [_ROLE.get(category, _ROLE["instrument"]), *_ROLE_ALT.get(category, _ROLE_ALT["instrument"])]
+            text += f", {['adding', 'bringing', 'contributing'][int(rng.integers(3))]} {role[int(rng.integers(len(role)))]}"
         return text
     if e.kind == "tempo_change":
         pool = _FASTER if e.detail["to"] > e.detail["from"] else _SLOWER
@@ -108,9 +111,13 @@ def describe_moment(events: list[Event], ann: TrackAnnotation, rng: np.random.Ge
     body = join_clauses(clauses)
     changed = {e.source for e in events if e.source}
     ongoing = [s for s in ann.active_at(t - 0.25) if s not in changed]
-    text = f"{_OPEN[int(rng.integers(len(_OPEN)))].format(t=format_time(t))} {body}"
-    if ongoing:
+    opener = _OPEN[int(rng.integers(len(_OPEN)))].format(t=format_time(t))
+    text = f"{opener} {body}" if opener else body[0].upper() + body[1:]
+    if ongoing and rng.random() < 0.6:
         names = [display(s) for s in ongoing[:3]]
         joined = join_clauses(names)
-        text += f", while the {joined} {'keeps' if len(names) == 1 and ongoing[0] not in PLURAL else 'keep'} playing"
+        one = len(names) == 1 and ongoing[0] not in PLURAL
+        tail = [f", while the {joined} {'keeps' if one else 'keep'} playing", f"; the {joined} {'continues' if one else 'continue'}",
+                f" over the {joined}", f", with the {joined} still going"][int(rng.integers(4))]
+        text += tail
     return text + "."

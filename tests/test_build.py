@@ -1,0 +1,126 @@
+"""Building a benchmark end to end: outputs, columns, determinism, resume, real audio."""
+
+import json
+import shutil
+from collections import Counter
+
+import datasets
+import pandas as pd
+import pytest
+
+from bench.annotate.jams_io import read_jams
+from bench.build.config import BuildConfig
+from bench.build.pipeline import build
+from bench.build.real import discover
+from bench.io import load_bench
+from must.config import ConfigError, load_config
+from must.schema import MUSTBENCH_COLUMNS
+from tests.conftest import ROOT
+
+
+def test_outputs_and_columns(tiny_bench):
+    files = sorted((tiny_bench / "parquet").glob("*.parquet"))
+    assert [f.stem for f in files] == ["test", "train", "val"]
+    df = pd.concat([pd.read_parquet(f) for f in files])
+    assert list(df.columns[: len(MUSTBENCH_COLUMNS)]) == MUSTBENCH_COLUMNS
+    assert {"TSG", "LTR", "TAD", "GTO", "MTR", "AVQA"} <= set(df.task)
+    assert df.id.is_unique
+    assert (df.groupby("track_id").split.nunique() == 1).all()
+    assert len(list((tiny_bench / "jams").glob("*.jams"))) == 6
+    assert all((tiny_bench / a).exists() for a in df.audio)
+    q = datasets.load_from_disk(str(tiny_bench / "hf" / "questions"))
+    t = datasets.load_from_disk(str(tiny_bench / "hf" / "tracks"))
+    assert sum(len(v) for v in q.values()) == len(df)
+    assert isinstance(t["test"].features["audio"], datasets.Audio)
+    summary = json.loads((tiny_bench / "summary.json").read_text())
+    assert summary["items"] == len(df) and summary["tracks"] == 6 and not summary["failures"]
+    assert (tiny_bench / "summary.md").read_text().startswith("# Benchmark `tiny`")
+
+
+def test_answers_agree_with_jams(tiny_bench):
+    from must.timecode import parse_time
+
+    bench = load_bench(tiny_bench, "all")
+    for row in bench[bench.task == "TSG"].itertuples():
+        ann = read_jams(tiny_bench / "jams" / f"{row.track_id}.jams")
+        src = json.loads(row.events)[0]["source"]
+        truth = ann.entry(src) if row.qa_type == "onset" else ann.exit(src)
+        assert abs(parse_time(row.answer) - truth) <= 0.5
+
+
+def test_rebuild_is_identical_and_resumes(tiny_bench, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_bench, out)
+    # simulate a kill: two tracks unfinished, outputs gone
+    for rec in sorted((out / "tracks").glob("*.json"))[:2]:
+        rec.unlink()
+    shutil.rmtree(out / "parquet")
+    cfg = load_config(BuildConfig, ROOT / "configs" / "bench" / "small.yaml",
+                      ["name=tiny", "tracks=6", "workers=1", "compose.min_seconds=40", "compose.max_seconds=60",
+                       "splits={train: 0.34, val: 0.16, test: 0.5}"])
+    build(cfg, out, progress=False)
+    for split in ("train", "val", "test"):
+        a = pd.read_parquet(tiny_bench / "parquet" / f"{split}.parquet")
+        b = pd.read_parquet(out / "parquet" / f"{split}.parquet")
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_different_config_in_same_dir_is_refused(tiny_bench):
+    cfg = BuildConfig(name="other", tracks=1)
+    with pytest.raises(ValueError, match="different config"):
+        build(cfg, tiny_bench, progress=False)
+
+
+def test_config_errors_are_loud(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(BuildConfig, ROOT / "configs" / "bench" / "small.yaml", ["trakcs=3"])
+    with pytest.raises(ConfigError, match="compose: unknown key"):
+        load_config(BuildConfig, ROOT / "configs" / "bench" / "small.yaml", ["compose.max_secs=3"])
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(BuildConfig, ROOT / "configs" / "bench" / "small.yaml", ["tracks=many"])
+
+
+def _write_real_folder(root, tiny_bench):
+    """Real-audio layouts made from rendered files: plain + stems folder, Slakh-like, and one bad file."""
+    import numpy as np
+    import soundfile as sf
+
+    from bench.synth.compose import ComposeConfig, compose
+    from bench.synth.render import render_stems
+
+    root.mkdir()
+    p = compose(11, ComposeConfig(min_seconds=30, max_seconds=40))
+    mix, stems = render_stems(p)
+    sf.write(root / "song.wav", mix, 22050)
+    (root / "song").mkdir()
+    for name, y in stems.items():
+        sf.write(root / "song" / f"{name}.wav", y, 22050)
+    slakh = root / "Track00001"
+    (slakh / "stems").mkdir(parents=True)
+    sf.write(slakh / "mix.flac", mix, 22050)
+    meta = {"stems": {}}
+    for k, (name, y) in enumerate(stems.items()):
+        sf.write(slakh / "stems" / f"S{k:02d}.flac", y, 22050)
+        meta["stems"][f"S{k:02d}"] = {"inst_class": name}
+    import yaml
+
+    (slakh / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    (root / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    sf.write(root / "silence.wav", np.zeros(22050 * 5, dtype=np.float32), 22050)
+
+
+def test_real_audio_folder(tmp_path, tiny_bench):
+    src = tmp_path / "real"
+    _write_real_folder(src, tiny_bench)
+    found = {t.track_id: t for t in discover(src)}
+    assert set(found) == {"song", "Track00001", "broken", "silence"}
+    assert set(found["Track00001"].stems) == set(found["song"].stems)
+    cfg = BuildConfig(name="real", workers=1, splits={"train": 0.0, "val": 0.0, "test": 1.0})
+    summary = build(cfg, tmp_path / "out", src, progress=False)
+    assert set(summary["failures"]) == {"broken", "silence"}
+    assert "unreadable" in summary["failures"]["broken"] and "silent" in summary["failures"]["silence"]
+    bench = load_bench(tmp_path / "out")
+    assert set(bench.track_id) == {"song", "Track00001"}
+    ann = read_jams(tmp_path / "out" / "jams" / "song.jams")
+    assert ann.provenance["segment_sources"] == "stems"
+    assert {s.name for s in ann.sources} <= set(found["song"].stems)
