@@ -30,8 +30,14 @@ wordnet:
 	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wordnet-base wordnet-sense-index >/dev/null 2>&1)) \
 	  || echo "WordNet not installed: METEOR will use exact + stem matching"; fi
 
+BASELINES := random prior constant text-only dsp oracle
+
+# The main job: build the small benchmark, evaluate the six baselines, write the comparison report.
 demo: setup
-	$(BIN)/must-bench score examples/demo_predictions.jsonl --bench examples/demo_bench.parquet --json $(OUT)/scores.json
+	$(BIN)/must-bench build --config configs/bench/small.yaml --out $(OUT)/bench
+	for m in $(BASELINES); do $(BIN)/must-bench evaluate --model $$m --bench $(OUT)/bench --out $(OUT)/runs/$$m || exit 1; done
+	$(BIN)/must-bench report $(addprefix $(OUT)/runs/,$(BASELINES)) --out $(OUT)/report
+	@echo "report: $(OUT)/report/report.md"
 
 test: setup
 	$(BIN)/python -m pytest -q

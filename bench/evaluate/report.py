@@ -26,9 +26,12 @@ def load_run(path: str | Path) -> dict[str, Any]:
     if not scores_file.exists():
         raise FileNotFoundError(f"{p}: no scores.json (the run is unfinished, or this is not a run directory)")
     meta = json.loads((p / "run.json").read_text()) if (p / "run.json").exists() else {}
-    items = []
-    if (p / "items.jsonl").exists():
-        items = [json.loads(line) for line in (p / "items.jsonl").read_text().splitlines() if line.strip()]
+    from bench.evaluate.runner import read_run_lines
+
+    lines: dict[str, dict] = {}
+    for f in sorted(p.glob("predictions*.jsonl")):
+        lines.update(read_run_lines(f))
+    items = sorted(lines.values(), key=lambda i: i["id"])
     return {"name": meta.get("model_name") or p.name, "path": str(p), "scores": json.loads(scores_file.read_text()),
             "items": items, "meta": meta}
 

@@ -1,8 +1,9 @@
 """Evaluation runs: stream one JSONL line per item, resume after a kill, shard, score at the end.
 
-A run directory holds ``predictions.jsonl`` (or ``predictions.shard-I-of-N.jsonl``), ``run.json`` (what
-was run, timings) and — once every item is done — ``scores.json`` in the format of ``must-bench score
---json`` plus ``items.jsonl`` with the merged per-item results.
+A run directory holds ``predictions.jsonl`` (or ``predictions.shard-I-of-N.jsonl``: one self-contained
+line per item with the question, reference, raw output, parsed answer, scores, latency and any error),
+``run.json`` (what was run, timings) and — once every item is done — ``scores.json`` in the format of
+``must-bench score --json``.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def _check_audio(req: Request, max_seconds: float) -> str | None:
 def _line(row: dict, prediction: str | None, result: ItemResult, latency: float, error: str | None) -> str:
     rec = {"id": str(row["id"]), "task": row["task"], "prediction": prediction, "parsed": result.parsed,
            "status": "error" if error else result.status, "scores": result.scores, "kind": result.kind,
-           "latency_s": round(latency, 6), "error": error}
+           "latency_s": round(latency, 6), "error": error, "track_id": row["track_id"], "qa_type": row.get("qa_type"),
+           "duration": row.get("duration"), "question": row["question"], "answer": row["answer"]}
     return json.dumps(rec, ensure_ascii=False) + "\n"
 
 
@@ -211,9 +213,4 @@ def evaluate(cfg: EvalConfig, model: Model, progress: bool = True) -> dict[str, 
     summary["errors"] = {t: sum(1 for r in results if r.task == t and lines[r.id].get("status") == "error")
                          for t in sorted({r.task for r in results})}
     (out / "scores.json").write_text(json.dumps(summary, indent=2))
-    with open(out / "items.jsonl", "w", encoding="utf-8") as f:
-        for row in everything.to_dict("records"):
-            rec = lines[str(row["id"])]
-            f.write(json.dumps({**rec, "question": row["question"], "answer": row["answer"], "duration": row.get("duration"),
-                                "track_id": row["track_id"], "qa_type": row.get("qa_type")}, ensure_ascii=False) + "\n")
     return summary
