@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         t.add_column(label, justify="right")
     for row in leaderboard_rows([load_run(p) for p in args.runs]):
         t.add_row(*row)
-    Console().print(t)
-    Console().print(f"report: {args.out}/report.md")
+    console = Console(width=max(Console().width, 110))
+    console.print(t)
+    console.print(f"report: {args.out}/report.md")
     return 0
