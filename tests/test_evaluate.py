@@ -1,0 +1,166 @@
+"""must-bench evaluate: baselines, resume, shards, bad items, adapters (python, jsonl, openai stub, hf tiny), report."""
+
+import json
+import logging
+import shutil
+
+import pandas as pd
+import pytest
+
+from bench.evaluate.report import write_report
+from bench.evaluate.runner import EvalConfig, evaluate, read_run_lines
+from bench.io import load_bench
+from must.cli import main
+from must.models.base import load_model
+from must.stub_server import StubServer
+
+
+def run(bench, out, spec, **kw):
+    model = load_model(spec, **kw.pop("model_args", {}))
+    if getattr(model, "wants_train", False):
+        model.fit(load_bench(bench, "train"))
+    try:
+        return evaluate(EvalConfig(model=spec, bench=str(bench), out=str(out), **kw), model, progress=False)
+    finally:
+        model.close()
+
+
+def test_oracle_scores_100_and_constant_is_a_shortcut(tiny_bench, tmp_path):
+    s = run(tiny_bench, tmp_path / "o", "oracle")
+    for k in ("TSG", "LTR", "GTO", "MTR_IoU", "MTR_F1"):
+        assert s[k] == 100.0
+    assert s["TAD_METEOR"] > 99 and s["AVQA"]["overall"] == 100.0 and s["overall"] > 99
+    c = run(tiny_bench, tmp_path / "c", "constant")
+    lines = read_run_lines(tmp_path / "c" / "predictions.jsonl")
+    mtr = [v for v in lines.values() if v["task"] == "MTR"]
+    assert all(v["parsed"].startswith("0:00-") for v in mtr)  # the whole track
+    assert c["MTR_IoU"] < 30
+
+
+def test_random_is_deterministic_per_item(tiny_bench, tmp_path):
+    run(tiny_bench, tmp_path / "a", "random", batch_size=3)
+    run(tiny_bench, tmp_path / "b", "random", batch_size=7)
+    a = {k: v["prediction"] for k, v in read_run_lines(tmp_path / "a" / "predictions.jsonl").items()}
+    b = {k: v["prediction"] for k, v in read_run_lines(tmp_path / "b" / "predictions.jsonl").items()}
+    assert a == b
+
+
+def test_resume_after_a_torn_write_gives_the_same_run(tiny_bench, tmp_path):
+    full = run(tiny_bench, tmp_path / "full", "prior")
+    out = tmp_path / "resumed"
+    out.mkdir()
+    lines = (tmp_path / "full" / "predictions.jsonl").read_text().splitlines(keepends=True)
+    # a kill after 10 items, in the middle of writing the 11th line
+    (out / "predictions.jsonl").write_text("".join(lines[:10]) + lines[10][: len(lines[10]) // 2])
+    resumed = run(tiny_bench, out, "prior")
+    got = read_run_lines(out / "predictions.jsonl")
+    text = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(text) == len(got) == len(lines)  # no duplicate, no torn line left
+    want = read_run_lines(tmp_path / "full" / "predictions.jsonl")
+    assert {k: v["prediction"] for k, v in got.items()} == {k: v["prediction"] for k, v in want.items()}
+    assert {k: v for k, v in resumed.items() if k != "errors"} == {k: v for k, v in full.items() if k != "errors"}
+
+
+def test_shards_merge_into_the_unsharded_scores(tiny_bench, tmp_path):
+    whole = run(tiny_bench, tmp_path / "whole", "random")
+    partial = run(tiny_bench, tmp_path / "sharded", "random", shard=(0, 2))
+    assert partial.get("partial") and not (tmp_path / "sharded" / "scores.json").exists()
+    merged = run(tiny_bench, tmp_path / "sharded", "random", shard=(1, 2))
+    assert merged == whole
+
+
+def test_tasks_and_limit(tiny_bench, tmp_path):
+    s = run(tiny_bench, tmp_path / "l", "oracle", tasks=["TSG", "MTR"], limit=2)
+    assert s["n"] == {"TSG": 2, "MTR": 2, "total": 4}
+
+
+def test_bad_audio_is_recorded_and_the_run_completes(tiny_bench, tmp_path, caplog):
+    bench = load_bench(tiny_bench)
+    tracks = sorted(bench.track_id.unique())
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(b"fLaC garbage")
+    bench.loc[bench.track_id == tracks[0], "audio"] = str(tmp_path / "missing.flac")
+    bench.loc[bench.track_id == tracks[1], "audio"] = str(broken)
+    bench.to_parquet(tmp_path / "b.parquet")
+    s = run(tmp_path / "b.parquet", tmp_path / "r", "python:tests.test_evaluate:echo_model")
+    lines = read_run_lines(tmp_path / "r" / "predictions.jsonl")
+    bad = set(bench[bench.track_id.isin(tracks[:2])].id)
+    errs = {k: v for k, v in lines.items() if v["status"] == "error" and "cannot order" not in v["error"]}
+    assert set(errs) == bad and len(lines) == len(bench)
+    assert any("audio file not found" in e["error"] for e in errs.values())
+    assert any("unreadable" in e["error"] for e in errs.values())
+    n_gto_ok = int(((bench.task == "GTO") & ~bench.id.isin(bad)).sum())
+    assert sum(s["errors"].values()) == len(bad) + n_gto_ok
+
+
+def echo_model(audio_path, question, item):
+    """A python: model for tests — answers TSG with 0:10 and raises on GTO."""
+    if item["task"] == "GTO":
+        raise RuntimeError("this model cannot order")
+    return "0:10" if item["task"] == "TSG" else "A"
+
+
+def test_python_and_jsonl_adapters(tiny_bench, tmp_path):
+    s = run(tiny_bench, tmp_path / "py", "python:tests.test_evaluate:echo_model")
+    lines = read_run_lines(tmp_path / "py" / "predictions.jsonl")
+    gto = [v for v in lines.values() if v["task"] == "GTO"]
+    assert gto and all(v["status"] == "error" and "cannot order" in v["error"] for v in gto)
+    assert s["GTO"] == 0.0
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": k, "prediction": v["prediction"] or ""}) + "\n" for k, v in lines.items()))
+    j = run(tiny_bench, tmp_path / "js", f"jsonl:{preds}")
+    assert j["TSG"] == s["TSG"] and j["LTR"] == s["LTR"]
+
+
+def test_openai_adapter_against_the_stub(tiny_bench, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MUST_TEST_KEY", "sk-secret-123")
+    caplog.set_level(logging.DEBUG)
+    bench = load_bench(tiny_bench)
+    one_track = bench[bench.track_id == sorted(bench.track_id)[0]]
+    one_track.to_parquet(tmp_path / "b.parquet")
+    with StubServer(reply="0:42", slow_delay=2.0, flaky_failures=2, hang_seconds=5.0) as stub:
+        args = dict(api_key_env="MUST_TEST_KEY", timeout=1.0, retries=2, backoff=0.01, concurrency=4)
+        ok = run(tmp_path / "b.parquet", tmp_path / "ok", f"openai:{stub.url('ok')}#tiny", model_args=args, tasks=["TSG"])
+        assert ok["n"]["TSG"] == len(one_track[one_track.task == "TSG"]) and sum(ok["errors"].values()) == 0
+        req = stub.requests[0]
+        parts = req["messages"][-1]["content"]
+        assert req["model"] == "tiny" and parts[1]["type"] == "input_audio" and parts[1]["input_audio"]["format"] == "wav"
+        assert stub.auth[0] == "Bearer sk-secret-123"
+        flaky = run(tmp_path / "b.parquet", tmp_path / "fl", f"openai:{stub.url('flaky')}#tiny", model_args=args, tasks=["TSG"], limit=1)
+        assert sum(flaky["errors"].values()) == 0  # two 500s, then an answer on the third try
+        for mode, reason in (("error500", "HTTP 500"), ("slow", "timed out"), ("hang", "timed out"), ("garbage", "unusable")):
+            r = run(tmp_path / "b.parquet", tmp_path / mode, f"openai:{stub.url(mode)}#tiny", model_args=args, tasks=["TSG"], limit=2)
+            lines = read_run_lines(tmp_path / mode / "predictions.jsonl")
+            assert r["errors"]["TSG"] == 2 and all(reason in v["error"] for v in lines.values()), (mode, lines)
+    for f in tmp_path.rglob("*"):
+        if f.is_file() and f.suffix in (".json", ".jsonl"):
+            assert "sk-secret-123" not in f.read_text()
+    assert "sk-secret-123" not in caplog.text
+
+
+def test_hf_adapter_with_a_tiny_local_model(tiny_bench, tmp_path):
+    from must.tiny_models import build_tiny_qwen2_audio
+
+    path = build_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", ["When does the piano first start to play?"])
+    s = run(tiny_bench, tmp_path / "hf", f"hf:{path}", model_args={"max_new_tokens": 6}, tasks=["TSG", "LTR"], limit=2)
+    lines = read_run_lines(tmp_path / "hf" / "predictions.jsonl")
+    assert len(lines) == 4 and all(v["status"] != "error" for v in lines.values())
+    assert all(isinstance(v["prediction"], str) for v in lines.values())
+    assert s["n"]["total"] == 4
+
+
+def test_report_and_cli(tiny_bench, tmp_path):
+    for m in ("oracle", "random"):
+        assert main(["evaluate", "--model", m, "--bench", str(tiny_bench), "--out", str(tmp_path / m), "--no-progress"]) == 0
+    assert main(["report", str(tmp_path / "oracle"), str(tmp_path / "random"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| oracle | 100.0 | 100.0 | 100.0 |" in md and "random" in md
+    for png in ("tasks.png", "tsg_errors.png", "mtr_iou.png", "letters.png"):
+        assert (tmp_path / "rep" / png).stat().st_size > 5000
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert [r["name"] for r in data["runs"]] == ["oracle", "random"]
+
+
+def test_unknown_model_spec():
+    with pytest.raises(ValueError, match="unknown model spec"):
+        load_model("gpt-17")
