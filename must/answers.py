@@ -59,9 +59,21 @@ def clean_text(text: Any) -> str:
     return _CONTROL.sub(" ", text[:MAX_ANSWER_CHARS])
 
 
+# Fast paths for the common answer shapes. They are taken only when they provably agree with the
+# general parser (no other digit could start an earlier or different time expression); else fall back.
+_FAST_TIME = re.compile(r"(?<![\w:.])(\d{1,3}):([0-5]\d)(?![\w:.])")
+_FAST_PAIR = re.compile(r"(?<![\w:.])(\d{1,3}):([0-5]\d)\s*(?:-|–|—|~|to|until|till|through|thru)\s*(\d{1,3}):([0-5]\d)(?![\w:.])",
+                        re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+
+
 def parse_timestamp(text: Any) -> Parsed:
     """The time (seconds) a free-form answer gives, e.g. ``"The vocal starts at 2:00."`` → 120."""
-    times = find_times(clean_text(text))
+    text = clean_text(text)
+    m = _FAST_TIME.search(text)
+    if m and not _DIGIT.search(text, 0, m.start()):
+        return Parsed(float(int(m.group(1)) * 60 + int(m.group(2))), "ok")
+    times = find_times(text)
     explicit = [t for t in times if t.kind != "plain"]
     candidates = explicit or times
     if not candidates:
@@ -72,14 +84,39 @@ def parse_timestamp(text: Any) -> Parsed:
 
 def parse_interval_answer(text: Any, duration: float | None = None) -> Parsed:
     """The intervals a free-form answer gives, clipped to ``[0, duration]``, as ``[(start, end), ...]``."""
-    pairs = find_intervals(clean_text(text))
+    text = clean_text(text)
+    fast = _fast_pairs(text)
+    if fast is not None:
+        return _clip(fast, duration)
+    pairs = find_intervals(text)
     if not pairs:
         return UNPARSED
-    out = []
+    spans = []
     for a, b in pairs:
         if a.impossible or b.impossible or b.seconds <= a.seconds:
             return IMPOSSIBLE
-        s, e = a.seconds, b.seconds
+        spans.append((a.seconds, b.seconds))
+    return _clip(spans, duration)
+
+
+def _fast_pairs(text: str) -> list[tuple[float, float]] | None:
+    """``M:SS-M:SS`` pairs when they are the only digits in the text and valid; else ``None`` (use the general parser)."""
+    spans, rest, last = [], [], 0
+    for m in _FAST_PAIR.finditer(text):
+        a, b = int(m.group(1)) * 60 + int(m.group(2)), int(m.group(3)) * 60 + int(m.group(4))
+        if b <= a:
+            return None
+        rest.append(text[last : m.start()])
+        last = m.end()
+        spans.append((float(a), float(b)))
+    if not spans or _DIGIT.search("".join(rest) + text[last:]) or "between" in text.lower():
+        return None
+    return spans
+
+
+def _clip(spans: list[tuple[float, float]], duration: float | None) -> Parsed:
+    out = []
+    for s, e in spans:
         if duration is not None:
             s, e = max(0.0, min(s, duration)), max(0.0, min(e, duration))
             if e <= s:  # entirely outside the track: a valid interval covering no audio

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "ImpossibleTimeError",
@@ -62,8 +62,7 @@ _AND_SEP = re.compile(r"^\s*and\s*$", re.IGNORECASE)
 _BETWEEN = re.compile(r"\b(?:between|from)\s*$", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class TimeExpression:
+class TimeExpression(NamedTuple):
     """One time found in text: its value (``None`` when impossible), span and kind."""
 
     seconds: float | None
@@ -77,39 +76,41 @@ class TimeExpression:
         return self.seconds is None
 
 
-def _value(m: re.Match) -> tuple[float | None, str] | None:
-    g = m.groupdict()
-    if g["hh"] is not None:
-        h, mi, s = int(g["hh"]), int(g["hm"]), float(g["hs"])
-        return (None if mi >= 60 or s >= 60 else h * 3600 + mi * 60 + s), "colon"
-    if g["mm"] is not None:
-        mi, s = int(g["mm"]), float(g["ms"])
-        return (None if s >= 60 else mi * 60 + s), "colon"
-    if g["plain"] is not None:
-        return float(g["plain"]), "plain"
-    h, mi, s = (float(g[k]) if g[k] is not None else None for k in ("uh", "um", "us"))
-    if h is None and mi is None and s is None:
+# Group numbers in _TIME_RE: 1-3 H:MM:SS, 4-5 M:SS, 6-8 hours/minutes/seconds units, 9 plain number.
+def _value(g: tuple) -> tuple[float | None, str] | None:
+    hh, hm, hs, mm, ms, uh, um, us, plain = g
+    if hh is not None:
+        mi, sec = int(hm), float(hs)
+        return (None if mi >= 60 or sec >= 60 else int(hh) * 3600 + mi * 60 + sec), "colon"
+    if mm is not None:
+        sec = float(ms)
+        return (None if sec >= 60 else int(mm) * 60 + sec), "colon"
+    if plain is not None:
+        return float(plain), "plain"
+    if uh is None and um is None and us is None:
         return None  # the empty alternative of the unit pattern matched nothing
-    if (s is not None and s >= 60 and (mi is not None or h is not None)) or (
-        mi is not None and mi >= 60 and h is not None
-    ):
+    h = float(uh) if uh is not None else None
+    mi = float(um) if um is not None else None
+    sec = float(us) if us is not None else None
+    if (sec is not None and sec >= 60 and (mi is not None or h is not None)) or (mi is not None and mi >= 60 and h is not None):
         return None, "units"
-    return (h or 0.0) * 3600 + (mi or 0.0) * 60 + (s or 0.0), "units"
+    return (h or 0.0) * 3600 + (mi or 0.0) * 60 + (sec or 0.0), "units"
 
 
 def find_times(text: str) -> list[TimeExpression]:
     """All time expressions in ``text``, in order of appearance (impossible ones included)."""
     found = []
     for m in _TIME_RE.finditer(text or ""):
-        if m.end() == m.start():
+        start, end = m.span()
+        if end == start:
             continue
-        v = _value(m)
+        v = _value(m.groups())
         if v is None:
             continue
         seconds, kind = v
         if seconds is not None and not math.isfinite(seconds):
             seconds = None
-        found.append(TimeExpression(seconds, m.start(), m.end(), kind))
+        found.append(TimeExpression(seconds, start, end, kind))
     return found
 
 

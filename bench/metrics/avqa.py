@@ -52,7 +52,10 @@ _DIGITS = re.compile(r"(?<![\d:])(?<!\d\.)(\d+)(?![\d:]|\.\d)")
 
 def _digits_to_words(text: str) -> str:
     def repl(m: re.Match) -> str:
-        n = int(m.group(1))
+        digits = m.group(1).lstrip("0") or "0"
+        if len(digits) > 2:  # also keeps int() away from 10,000-digit garbage
+            return "more than ten"
+        n = int(digits)
         return NUMBERS[n] if n <= 10 else "more than ten"
 
     return _DIGITS.sub(repl, text)

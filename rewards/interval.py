@@ -1,0 +1,120 @@
+"""Interval rewards for MTR: IoU, soft F1 over several intervals, Time-R1's tIoU, boundary-smoothed IoU.
+
+Predictions are clipped to ``[0, duration]`` when the duration column is present; start ≥ end and
+impossible time codes are rejected by the parser (reward 0). Single-interval rows — most of them —
+take a vectorised path; sets of intervals use the scorer's metric functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.metrics.intervals import merge_intervals, segment_f1, temporal_iou
+from rewards.base import column, completion_texts, parsed_intervals, register_reward
+
+__all__ = ["interval_iou", "interval_f1", "interval_tiou", "interval_soft_iou"]
+
+
+def _prepare(completions, kwargs: dict):
+    texts = completion_texts(completions)
+    n = len(texts)
+    tasks, durations = column(kwargs, "task", n), column(kwargs, "duration", n)
+    answers, answer = column(kwargs, "answers", n), column(kwargs, "answer", n)
+    rows = []
+    for text, task, d, refs, ref in zip(texts, tasks, durations, answers, answer):
+        if task not in (None, "MTR"):
+            rows.append(None)
+            continue
+        d = None if d is None else float(d)
+        ref_ivs = [iv for r in (list(refs) if refs is not None else [ref]) for iv in (parsed_intervals(str(r), None) or ())]
+        if not ref_ivs:
+            rows.append(None)
+            continue
+        rows.append((ref_ivs, parsed_intervals(text, d), d))
+    return rows
+
+
+def _single_iou(rows) -> dict[int, float]:
+    idx = [i for i, r in enumerate(rows) if r and r[1] is not None and len(r[0]) == 1 and len(r[1]) == 1]
+    if not idx:
+        return {}
+    ref = np.array([rows[i][0][0] for i in idx])
+    est = np.array([rows[i][1][0] for i in idx])
+    inter = np.clip(np.minimum(ref[:, 1], est[:, 1]) - np.maximum(ref[:, 0], est[:, 0]), 0, None)
+    union = (ref[:, 1] - ref[:, 0]) + (est[:, 1] - est[:, 0]) - inter
+    return dict(zip(idx, (inter / union).tolist()))
+
+
+@register_reward("interval_iou")
+def interval_iou(completions, **kwargs) -> list[float | None]:
+    """Temporal IoU of the predicted and reference interval unions (the benchmark's MTR IoU)."""
+    rows = _prepare(completions, kwargs)
+    fast = _single_iou(rows)
+    out: list[float | None] = []
+    for i, r in enumerate(rows):
+        if r is None:
+            out.append(None)
+        elif r[1] is None or not r[1]:
+            out.append(0.0)
+        else:
+            out.append(fast[i] if i in fast else temporal_iou(r[0], np.array(r[1])))
+    return out
+
+
+@register_reward("interval_f1")
+def interval_f1(completions, *, thresholds: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7), **kwargs) -> list[float | None]:
+    """Soft F1 over several intervals: segment F1 averaged over IoU thresholds (the benchmark's MTR F1)."""
+    out: list[float | None] = []
+    for r in _prepare(completions, kwargs):
+        if r is None:
+            out.append(None)
+        else:
+            out.append(segment_f1(r[0], np.array(r[1])) if r[1] else 0.0)
+    return out
+
+
+@register_reward("interval_tiou")
+def interval_tiou(completions, **kwargs) -> list[float | None]:
+    """Time-R1's tIoU = IoU · (1 − |Δstart|/T) · (1 − |Δend|/T), with the start/end of each set's hull.
+
+    It cuts the reward of a whole-track answer, which plain IoU leaves at the region's share of the track.
+    """
+    base = interval_iou(completions, **kwargs)
+    rows = _prepare(completions, kwargs)
+    out: list[float | None] = []
+    for b, r in zip(base, rows):
+        if b is None or r is None or not r[1] or not r[2]:
+            out.append(b)
+            continue
+        ref, est, d = merge_intervals(r[0]), merge_intervals(np.array(r[1])), r[2]
+        ds, de = abs(est[0, 0] - ref[0, 0]) / d, abs(est[-1, 1] - ref[-1, 1]) / d
+        out.append(float(b * max(0.0, 1 - ds) * max(0.0, 1 - de)))
+    return out
+
+
+def _soft_mask(intervals, grid: np.ndarray, width: float) -> np.ndarray:
+    m = np.zeros_like(grid)
+    for s, e in intervals:
+        rise = np.clip((grid - (s - width / 2)) / width, 0, 1)
+        fall = np.clip(((e + width / 2) - grid) / width, 0, 1)
+        m = np.maximum(m, np.minimum(rise, fall))
+    return m
+
+
+@register_reward("interval_soft_iou")
+def interval_soft_iou(completions, *, width: float = 4.0, step: float = 0.25, **kwargs) -> list[float | None]:
+    """IoU of boundary-smoothed memberships (linear ramps ``width`` s wide): near-misses earn partial credit."""
+    out: list[float | None] = []
+    for r in _prepare(completions, kwargs):
+        if r is None:
+            out.append(None)
+            continue
+        if not r[1]:
+            out.append(0.0)
+            continue
+        end = max([e for _, e in r[0]] + [e for _, e in r[1]] + [r[2] or 0.0]) + width
+        grid = np.arange(0.0, end, step)
+        a, b = _soft_mask(r[0], grid, width), _soft_mask(r[1], grid, width)
+        union = np.maximum(a, b).sum()
+        out.append(float(np.minimum(a, b).sum() / union) if union > 0 else 0.0)
+    return out

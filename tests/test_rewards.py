@@ -1,0 +1,156 @@
+"""Reward library: TRL signature, registry, properties (bounded, max at the answer, monotone, format-invariant,
+garbage-proof), composites from YAML, and the experimentation bench."""
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rewards import REWARDS, build_reward_funcs, composite_reward, load_reward_config, make_reward
+from rewards.experiment import run_experiment
+from must.timecode import format_time
+
+TRL_EXTRAS = dict(prompts=["p"], completion_ids=[[1, 2]], trainer_state=None, log_extra=None, log_metric=None)
+GARBAGE = ["", "garbage", "\x00" * 50, "é" * 5000, "9" * 10000, "<answer></answer>", "1:99", "minus three", "NaN", "∞"]
+ROW = {"TSG": dict(answer="1:05", answers=["1:05"], duration=200.0, question="When does the piano first start to play?"),
+       "MTR": dict(answer="0:10-0:20", answers=["0:10-0:20"], duration=60.0, question="When is(are) the highest …?"),
+       "LTR": dict(answer="C", answers=["C"], duration=60.0, question="Q?\n\nA: a\nB: b\nC: c\nD: d"),
+       "GTO": dict(answer="F", answers=["F"], duration=60.0, question="Which order?"),
+       "AVQA": dict(answer="two", answers=["two"], duration=60.0, question="How many instruments?"),
+       "TAD": dict(answer="The drums enter.", answers=["The drums enter."], duration=60.0, question="Describe …")}
+
+
+def call(name, completions, task, **over):
+    row = {**ROW[task], **over}
+    n = len(completions)
+    return REWARDS[name](completions, task=[task] * n, **{k: [v] * n for k, v in row.items()},
+                         **{k: (v * n if isinstance(v, list) else v) for k, v in TRL_EXTRAS.items()})
+
+
+def test_registry_names_and_signature():
+    assert len(REWARDS) >= 12
+    for name, fn in REWARDS.items():
+        assert fn.__name__ == name
+        for task in ROW:
+            out = call(name, ["1:05", "C", "0:10-0:20", ""], task)
+            assert len(out) == 4
+            assert all(v is None or (isinstance(v, float) and math.isfinite(v)) for v in out), (name, task, out)
+
+
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_never_raises_on_garbage_and_is_bounded(name):
+    for task in ROW:
+        out = call(name, GARBAGE, task)
+        assert all(v is None or -1.0 <= v <= 1.0 for v in out), (name, task, out)
+
+
+@pytest.mark.parametrize("name", ["timestamp_exp", "timestamp_gauss", "timestamp_hit"])
+def test_timestamp_rewards_properties(name):
+    formats = ["1:05", "01:05", "65 s", "65 seconds", "1 minute 5 seconds", "<answer>1:05</answer>", "It starts at 1:05."]
+    top = call(name, formats, "TSG")
+    assert top == [1.0] * len(formats)
+    ladder = call(name, [format_time(65 + d) for d in (0, 1, 2, 3, 5, 10, 30, 100)], "TSG")
+    assert all(a >= b for a, b in zip(ladder, ladder[1:])) and ladder[0] > ladder[-1]
+    assert call(name, GARBAGE, "TSG") == [0.0] * len(GARBAGE)
+    assert call(name, ["1:05"], "MTR") == [None]  # not applicable to other tasks
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 599), st.integers(0, 599), st.integers(0, 599))
+def test_timestamp_exp_monotone_in_error(ref, a, b):
+    r = REWARDS["timestamp_exp"]([format_time(a), format_time(b)], answer=[format_time(ref)] * 2, task=["TSG"] * 2)
+    if abs(a - ref) <= abs(b - ref):
+        assert r[0] >= r[1]
+    assert 0.0 <= min(r) and max(r) <= 1.0
+
+
+def test_timestamp_values_by_hand():
+    assert call("timestamp_exp", ["1:10"], "TSG") == [pytest.approx(math.exp(-1))]  # 5 s off, τ = 5
+    assert call("timestamp_gauss", ["1:08"], "TSG") == [pytest.approx(math.exp(-0.5))]  # 3 s off, σ = 3
+    assert call("timestamp_hit", ["1:08", "1:09"], "TSG") == [1.0, 0.0]
+    assert make_reward("timestamp_exp", tau=10.0)(["1:15"], answer=["1:05"], task=["TSG"]) == [pytest.approx(math.exp(-1))]
+
+
+def test_out_of_range():
+    assert call("out_of_range", ["3:10", "3:30", "0:10-5:00", ""], "TSG") == [0.0, -1.0, 0.0, 0.0]
+    assert call("out_of_range", ["0:10-0:50", "0:10-5:00"], "MTR") == [0.0, -1.0]
+    assert call("out_of_range", ["9:00"], "LTR") == [None]
+
+
+def test_interval_rewards_by_hand():
+    assert call("interval_iou", ["0:10-0:20", "0:15-0:25", "0:00-1:00", "0:20-0:30", "garbage"], "MTR") == [
+        1.0, pytest.approx(5 / 15), pytest.approx(10 / 60), 0.0, 0.0]
+    # clipped to the track: 0:10-9:00 on a 60 s track is 0:10-1:00
+    assert call("interval_iou", ["0:10-9:00"], "MTR") == [pytest.approx(10 / 50)]
+    two = dict(answer="0:10-0:20, 0:40-0:50", answers=["0:10-0:20", "0:40-0:50"])
+    assert call("interval_f1", ["0:10-0:20"], "MTR", **two) == [pytest.approx(2 / 3)]
+    assert call("interval_iou", ["0:10-0:20 and 0:40-0:50"], "MTR", **two) == [1.0]
+    # tIoU: whole track IoU 1/6, times (1 - 10/60) * (1 - 40/60)
+    assert call("interval_tiou", ["0:00-1:00"], "MTR") == [pytest.approx((10 / 60) * (5 / 6) * (1 / 3))]
+    near = call("interval_soft_iou", ["0:21-0:31"], "MTR")[0]
+    assert 0 < near < 0.2 and call("interval_iou", ["0:21-0:31"], "MTR") == [0.0]
+    assert call("interval_soft_iou", ["0:10-0:20"], "MTR") == [pytest.approx(1.0)]
+
+
+def test_choice_and_text_rewards():
+    assert call("choice_accuracy", ["C) c", "Answer: B", "c", "(C)", ""], "LTR") == [1.0, 0.0, 1.0, 1.0, 0.0]
+    assert call("choice_accuracy", ["2", "There are two.", "three"], "AVQA") == [1.0, 1.0, 0.0]
+    assert call("choice_accuracy", ["C"], "TSG") == [None]
+    m = call("tad_meteor", ["The drums enter.", "the piano stops", ""], "TAD")
+    assert m[0] > 0.9 and m[1] < m[0] and m[2] == 0.0
+
+
+def test_format_and_length():
+    assert call("format_answer_tag", ["<answer>1:05</answer>", "<think>hm</think><answer>1:05</answer>", "1:05",
+                                      "<answer>1:05</answer><answer>1:06</answer>", "<answer> </answer>"], "TSG") == [1, 1, 0, 0, 0]
+    assert call("format_parsable", ["1:05", "soon", "<answer>1:05</answer>"], "TSG") == [1.0, 0.0, 1.0]
+    words = lambda k: " ".join(["w"] * k)  # noqa: E731
+    assert call("length_penalty", [words(48), words(72), words(96), words(500)], "TSG") == [0.0, -0.5, -1.0, -1.0]
+
+
+def test_conversational_completions():
+    conv = [[{"role": "assistant", "content": "It starts at 1:05."}], [{"role": "assistant", "content": [{"type": "text", "text": "1:10"}]}]]
+    assert call("timestamp_exp", conv, "TSG") == [1.0, pytest.approx(math.exp(-1))]
+
+
+def test_make_reward_errors_and_names():
+    with pytest.raises(KeyError, match="unknown reward"):
+        make_reward("nope")
+    with pytest.raises(TypeError, match="no parameter"):
+        make_reward("timestamp_exp", sigma=3)
+    assert make_reward("timestamp_exp", tau=2.0).__name__ == "timestamp_exp[tau=2.0]"
+
+
+def test_composite_from_yaml(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("name: mix\nrewards:\n  - {name: timestamp_hit, weight: 2.0}\n  - {name: format_parsable, weight: 0.5}\n"
+                 "  - {name: interval_iou, weight: 1.0}\n")
+    cfg = load_reward_config(str(p))
+    funcs, weights = build_reward_funcs(cfg)
+    assert [f.__name__ for f in funcs] == ["timestamp_hit", "format_parsable", "interval_iou"] and weights == [2.0, 0.5, 1.0]
+    f = composite_reward(cfg)
+    out = f(["1:05", "garbage", "0:10-0:20"], task=["TSG", "TSG", "MTR"], answer=["1:05", "1:05", "0:10-0:20"],
+            answers=[["1:05"], ["1:05"], ["0:10-0:20"]], duration=[200.0, 200.0, 60.0])
+    assert out == [2.5, 0.0, 1.5]  # 2·1 + 0.5·1; 0; 0.5·1 + 1·1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rewards:\n  - {name: timestamp_hit, wieght: 2.0}\n")
+    with pytest.raises(Exception, match="unknown key"):
+        load_reward_config(str(bad))
+    assert load_reward_config("rewards/default.yaml").name == "default"
+
+
+def test_experiment_on_a_built_benchmark(tiny_bench):
+    from bench.io import load_bench
+
+    bench = load_bench(tiny_bench)
+    completions = {str(r["id"]): [str(r["answer"]), "garbage", "garbage"] for r in bench.to_dict("records")}
+    cfgs = [load_reward_config("rewards/default.yaml"), load_reward_config("rewards/sparse.yaml")]
+    res = run_experiment(bench, completions, cfgs)
+    d = res["configs"]["default"]
+    assert res["n_completions"] == 3 * len(bench)
+    assert d["per_task"]["TSG"]["spearman_vs_metric"] > 0.8
+    assert d["per_task"]["TSG"]["zero_variance_groups"] == 0.0  # right vs garbage always differs
+    assert d["probes"]["MTR"]["whole_track"] < d["probes"]["MTR"]["reference"]
+    assert d["probes"]["LTR"]["every_letter"] < d["probes"]["LTR"]["reference"]
+    assert d["probes"]["TSG"]["empty"] == 0.0
