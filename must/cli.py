@@ -13,7 +13,7 @@ from must.schema import BenchFormatError
 
 __all__ = ["main", "build_parser"]
 
-COMMANDS = ["build", "annotate", "evaluate", "report", "rewards", "score"]
+COMMANDS = ["build", "annotate", "evaluate", "report", "rewards", "score", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,8 @@ __all__ = ["SPECIAL_TOKENS", "build_word_tokenizer", "build_tiny_qwen2_audio"]
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>",
                   "<|audio_eos|>", "<answer>", "</answer>"]
 _BASE = "system user assistant you are a helpful the at to of and in is what when does first start play stop music " \
-        "change describe answer with letter option time interval intervals format m ss a b c d e f x y z"
+        "change describe answer with letter option time interval intervals format m ss a b c d e f x y z " \
+        "0 1 2 3 4 5 6 7 8 9 . , ? ! : ; - – — ( ) [ ] \" ' / → *"
 
 
 def build_word_tokenizer(texts: Iterable[str], extra_special: list[str] | None = None, max_vocab: int = 8000):

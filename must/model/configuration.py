@@ -1,0 +1,52 @@
+"""``MusTConfig``: encoder, projector and language-model sizes of MusT-small."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import LlamaConfig, PretrainedConfig
+
+__all__ = ["MusTConfig"]
+
+
+class MusTConfig(PretrainedConfig):
+    """Configuration of :class:`~must.model.modeling.MusTForCausalLM`.
+
+    The encoder turns 16 kHz audio into ``frame_rate`` Hz frames (log-mel at 50 Hz, strided conv, transformer,
+    sinusoidal absolute-time embedding in seconds) with frame-level heads for transitions, source activity and the
+    Amuse auxiliary targets; the projector pools each second of frames (mean, max, head probabilities) into one LM
+    embedding, added to the embedding of that second's time token (``M:SS``).
+    """
+
+    model_type = "must"
+    sub_configs = {"text_config": LlamaConfig}
+
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 64, mel_hop: int = 320, frame_rate: int = 10,
+                 encoder_dim: int = 128, encoder_layers: int = 2, encoder_heads: int = 4, max_seconds: int = 300,
+                 sources: list[str] | None = None, text_config: dict[str, Any] | LlamaConfig | None = None,
+                 audio_bos_token_id: int = 0, audio_eos_token_id: int = 0, audio_key_token_id: int = 0,
+                 time_token_offset: int = 0, digit_token_ids: list[int] | None = None, **kwargs):
+        self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
+        self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
+        self.max_seconds = max_seconds
+        self.sources = list(sources or [])
+        if isinstance(text_config, dict) or text_config is None:
+            text_config = LlamaConfig(**(text_config or dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                                                             num_attention_heads=4, num_key_value_heads=4,
+                                                             max_position_embeddings=1024, vocab_size=1000)))
+        self.text_config = text_config
+        self.audio_bos_token_id, self.audio_eos_token_id = audio_bos_token_id, audio_eos_token_id
+        self.audio_key_token_id, self.time_token_offset = audio_key_token_id, time_token_offset
+        self.digit_token_ids = list(digit_token_ids or [])
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+
+    @property
+    def n_heads_out(self) -> int:
+        """Frame-level head outputs: transition, rhythm change, and activity + Amuse sources per source."""
+        return 2 + 2 * len(self.sources)
+
+    @property
+    def mel_frames_per_frame(self) -> int:
+        """Mel frames pooled into one encoder frame."""
+        return self.sample_rate // self.mel_hop // self.frame_rate

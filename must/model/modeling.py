@@ -1,0 +1,243 @@
+"""MusT-small modeling: music encoder, projector, and a Llama-style LM, wired as transformers models.
+
+Audio enters the LM through *time tokens*: the prompt holds ``<|audio_bos|> 0:00 0:01 … <|audio_eos|>``, one
+token per second, and the projected encoder features of second *s* are added to the embedding of the time
+token ``s``. Answers use the same tokens (``1:05``), so pointing at a moment and writing its time are one skill.
+
+Audio features reach the model either directly (``audio_features``: a batch of per-frame encoder outputs with
+head probabilities, from :meth:`MusTForCausalLM.encode_audio`) or through ``audio_store``: when the prompt starts
+the audio span with ``<|audio_key|> <digits>``, the model looks the key up. The store is how TRL's
+``GRPOTrainer`` — which has no audio input path — trains MusT unchanged: prompts are plain text.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, LlamaModel, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from must.model.configuration import MusTConfig
+
+__all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features"]
+
+
+def time_features(seconds: torch.Tensor, dims: int = 16) -> torch.Tensor:
+    """Sinusoidal features of absolute time (periods from 0.5 s to about 10 min)."""
+    periods = torch.logspace(math.log10(0.5), math.log10(600.0), dims // 2, device=seconds.device)
+    angles = 2 * math.pi * seconds.unsqueeze(-1) / periods
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class MusicEncoder(nn.Module):
+    """Log-mel (50 Hz) → conv → strided conv (to ``frame_rate`` Hz) → + absolute time → transformer → heads."""
+
+    def __init__(self, config: MusTConfig):
+        super().__init__()
+        d, stride = config.encoder_dim, config.mel_frames_per_frame
+        self.config = config
+        # built on first use, not a buffer: from_pretrained constructs modules on the meta device and leaves
+        # non-persistent buffers uninitialised
+        self._mel_fb: torch.Tensor | None = None
+        self.conv = nn.Sequential(nn.Conv1d(config.n_mels, d, 5, padding=2), nn.GELU(),
+                                  nn.Conv1d(d, d, stride, stride=stride), nn.GELU())
+        self.time_proj = nn.Linear(16, d)
+        layer = nn.TransformerEncoderLayer(d, config.encoder_heads, 2 * d, dropout=0.1, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, config.encoder_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.heads = nn.Linear(d, config.n_heads_out)
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(B, samples)`` 16 kHz audio → ``(B, n_mels, frames)`` log-mel at 50 Hz."""
+        import librosa
+
+        window = torch.hann_window(1024, device=wave.device)
+        spec = torch.stft(wave, 1024, hop_length=self.config.mel_hop, window=window, return_complex=True).abs() ** 2
+        if self._mel_fb is None or self._mel_fb.device != wave.device:
+            fb = librosa.filters.mel(sr=self.config.sample_rate, n_fft=1024, n_mels=self.config.n_mels)
+            self._mel_fb = torch.tensor(fb, dtype=torch.float32, device=wave.device)
+        mel = torch.matmul(self._mel_fb, spec)
+        return (torch.log10(mel.clamp(min=1e-10)) + 4.0) / 4.0
+
+    def forward(self, mel: torch.Tensor, offset_seconds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(frames (B, T, D), head logits (B, T, H))`` at ``frame_rate`` Hz; ``offset_seconds`` for crops."""
+        x = self.conv(mel).transpose(1, 2)
+        t = torch.arange(x.shape[1], device=x.device, dtype=torch.float32) / self.config.frame_rate
+        if offset_seconds is not None:
+            t = t.unsqueeze(0) + offset_seconds.view(-1, 1).float()
+        x = x + self.time_proj(time_features(t))
+        x = self.norm(self.transformer(x))
+        return x, self.heads(x)
+
+
+class MusTPreTrainedModel(PreTrainedModel):
+    """Shared ``PreTrainedModel`` plumbing (config class, weight init)."""
+
+    config_class = MusTConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = 0.02
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class MusTModel(MusTPreTrainedModel):
+    """Encoder + projector + LM backbone; returns the LM's hidden states."""
+
+    def __init__(self, config: MusTConfig):
+        super().__init__(config)
+        self.encoder = MusicEncoder(config)
+        feat = 2 * config.encoder_dim + config.n_heads_out
+        hidden = config.text_config.hidden_size
+        self.projector = nn.Sequential(nn.Linear(feat, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.language_model = LlamaModel(config.text_config)
+        self.audio_store: dict[int, torch.Tensor] = {}
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.embed_tokens = value
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """``(T, D + H)`` frame features → ``(seconds, hidden)``: mean and max of each second's frames, projected."""
+        fr = self.config.frame_rate
+        enc = self.config.encoder_dim
+        seconds = math.ceil(features.shape[0] / fr)
+        pad = seconds * fr - features.shape[0]
+        f = torch.cat([features, features[-1:].expand(pad, -1)]) if pad else features
+        f = f.view(seconds, fr, -1)
+        pooled = torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), f[..., enc:].amax(1)], dim=-1)
+        return self.projector(pooled)
+
+    def _key(self, ids: list[int], start: int) -> int | None:
+        digits = self.config.digit_token_ids
+        key = ""
+        for tok in ids[start:]:
+            if tok in digits:
+                key += str(digits.index(tok))
+            else:
+                break
+        return int(key) if key else None
+
+    def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Token embeddings with projected audio added at the time tokens inside each audio span."""
+        emb = self.get_input_embeddings()(input_ids)
+        cfg = self.config
+        if not cfg.audio_bos_token_id:
+            return emb
+        rows = []
+        for b in range(input_ids.shape[0]):
+            ids = input_ids[b].tolist()
+            if cfg.audio_bos_token_id not in ids:
+                rows.append(emb[b])
+                continue
+            start = ids.index(cfg.audio_bos_token_id) + 1
+            end = ids.index(cfg.audio_eos_token_id, start) if cfg.audio_eos_token_id in ids[start:] else len(ids)
+            feats = audio_features[b] if audio_features is not None and b < len(audio_features) else None
+            if feats is None and cfg.audio_key_token_id in ids[:start]:
+                key = self._key(ids, ids.index(cfg.audio_key_token_id) + 1)
+                feats = self.audio_store.get(key)
+            if feats is None:
+                rows.append(emb[b])
+                continue
+            proj = self.project(feats.to(emb.device, emb.dtype))
+            secs = input_ids[b, start:end] - cfg.time_token_offset
+            ok = (secs >= 0) & (secs < proj.shape[0])
+            add = torch.zeros_like(emb[b])
+            pos = torch.arange(start, end, device=emb.device)[ok]
+            add[pos] = proj[secs[ok]]
+            rows.append(emb[b] + add)
+        return torch.stack(rows)
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
+                use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
+        if inputs_embeds is None:
+            inputs_embeds = self.embed(input_ids, audio_features)
+        return self.language_model(attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
+                                   inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
+
+
+class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
+    """MusT-small with a language-modelling head."""
+
+    _tied_weights_keys: dict = {}
+
+    def __init__(self, config: MusTConfig):
+        super().__init__(config)
+        self.model = MusTModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.lm_head = value
+
+    @property
+    def encoder(self) -> MusicEncoder:
+        """The music encoder."""
+        return self.model.encoder
+
+    @property
+    def audio_store(self) -> dict[int, torch.Tensor]:
+        """Key → frame features, for prompts that reference audio by ``<|audio_key|> <digits>``."""
+        return self.model.audio_store
+
+    @torch.no_grad()
+    def encode_audio(self, wave: np.ndarray | torch.Tensor, chunk_seconds: float = 150.0) -> torch.Tensor:
+        """16 kHz mono audio → ``(frames, D + H)`` encoder features with head probabilities."""
+        w = torch.as_tensor(wave, dtype=torch.float32, device=self.device).flatten()
+        mel = self.encoder.log_mel(w.unsqueeze(0))
+        per_chunk = int(chunk_seconds * self.config.sample_rate / self.config.mel_hop)
+        out = []
+        for i in range(0, mel.shape[-1], per_chunk):
+            frames, logits = self.encoder(mel[..., i : i + per_chunk], torch.tensor([i * self.config.mel_hop / self.config.sample_rate]))
+            out.append(torch.cat([frames, torch.sigmoid(logits)], dim=-1)[0])
+        return torch.cat(out)
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
+                labels=None, use_cache=None, logits_to_keep: int = 0, audio_features=None, **kwargs) -> CausalLMOutputWithPast:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         audio_features=audio_features, **kwargs)
+        hidden = out.last_hidden_state
+        sl = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep else slice(None)
+        logits = self.lm_head(hidden[:, sl, :])
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                                      hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, audio_features=None, **kwargs):
+        inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values, **kwargs)
+        # audio is added when the prompt is first embedded; later steps only see generated tokens
+        first_step = past_key_values is None or past_key_values.get_seq_length() == 0
+        inputs["audio_features"] = audio_features if first_step else None
+        return inputs
+
+
+AutoConfig.register("must", MusTConfig)
+AutoModelForCausalLM.register(MusTConfig, MusTForCausalLM)

@@ -1,0 +1,83 @@
+"""MusT processor: the tokenizer (words + ``M:SS`` time tokens + audio markers), prompts, and audio loading."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from must.timecode import format_time
+
+__all__ = ["AUDIO_BOS", "AUDIO_EOS", "AUDIO_KEY", "MusTProcessor", "time_tokens"]
+
+AUDIO_BOS, AUDIO_EOS, AUDIO_KEY = "<|audio_bos|>", "<|audio_eos|>", "<|audio_key|>"
+SYSTEM = "You are an expert music listener."
+
+
+def time_tokens(max_seconds: int) -> list[str]:
+    """``0:00``, ``0:01`` … one token per second up to ``max_seconds``."""
+    return [format_time(s) for s in range(max_seconds + 1)]
+
+
+class MusTProcessor:
+    """Builds prompts for MusT (text with the audio span) and loads audio at the model's rate."""
+
+    def __init__(self, tokenizer, max_seconds: int = 300, sample_rate: int = 16000, system: str = SYSTEM):
+        self.tokenizer, self.max_seconds, self.sample_rate, self.system = tokenizer, max_seconds, sample_rate, system
+
+    @classmethod
+    def build(cls, texts: Iterable[str], max_seconds: int = 300) -> "MusTProcessor":
+        """A processor with a word-level tokenizer trained locally on ``texts`` (no download)."""
+        from tokenizers import AddedToken
+
+        from must.tiny_models import build_word_tokenizer
+
+        tok = build_word_tokenizer(texts, extra_special=[AUDIO_BOS, AUDIO_EOS, AUDIO_KEY])
+        # literal M:SS tokens, added in order so that their ids are contiguous (id - offset = second)
+        tok.add_tokens([AddedToken(t, normalized=False, single_word=False) for t in time_tokens(max_seconds)])
+        return cls(tok, max_seconds)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, max_seconds: int = 300) -> "MusTProcessor":
+        """Load the tokenizer saved next to a checkpoint."""
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(str(path)), max_seconds)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Save the tokenizer next to a checkpoint."""
+        self.tokenizer.save_pretrained(str(path))
+
+    def config_ids(self) -> dict:
+        """Token ids the model config needs (audio markers, first time token, digits)."""
+        t = self.tokenizer
+        return {"audio_bos_token_id": t.convert_tokens_to_ids(AUDIO_BOS), "audio_eos_token_id": t.convert_tokens_to_ids(AUDIO_EOS),
+                "audio_key_token_id": t.convert_tokens_to_ids(AUDIO_KEY), "time_token_offset": t.convert_tokens_to_ids("0:00"),
+                "digit_token_ids": [t.convert_tokens_to_ids(str(d)) for d in range(10)]}
+
+    def audio_span(self, duration: float, key: int | None = None) -> str:
+        """``[<|audio_key|> 1 2] <|audio_bos|> 0:00 0:01 … <|audio_eos|>`` covering the track."""
+        n = min(int(math.ceil(duration)), self.max_seconds + 1)
+        head = f"{AUDIO_KEY} {' '.join(str(key))} " if key is not None else ""
+        return f"{head}{AUDIO_BOS} {' '.join(time_tokens(n - 1))} {AUDIO_EOS}"
+
+    def prompt(self, question: str, duration: float, instruction: str = "", key: int | None = None) -> str:
+        """The full prompt up to the start of the answer."""
+        return (f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user {self.audio_span(duration, key)} "
+                f"{question} {instruction} <|im_end|> <|im_start|> assistant")
+
+    def answer(self, text: str) -> str:
+        """The answer as a training target (ends the turn)."""
+        return f" {text} <|im_end|>"
+
+    def decode(self, ids) -> str:
+        """Generated ids → text (time tokens read as ``M:SS``)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def load_audio(self, path: str) -> np.ndarray:
+        """Audio as 16 kHz mono float32."""
+        from must.audio import load_audio
+
+        return load_audio(path, self.sample_rate)[0]

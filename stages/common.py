@@ -1,0 +1,181 @@
+"""What the stage recipes share: paths, distributed info, model creation/loading, HF Trainer arguments with
+DeepSpeed, JSONL metric logging, resume points, final checkpoints and generation-based validation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from configs import config_path
+from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
+from stages.config import LoopConfig, TrainConfig
+from stages.data import SOURCES, TrainData
+
+__all__ = ["rank_world", "stage_dir", "is_done", "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger",
+           "resume_point", "new_must_model", "load_must", "save_must", "validate", "barrier", "append_metrics",
+           "finish_lora_stage"]
+
+log = logging.getLogger(__name__)
+STAGES = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"}
+
+
+def rank_world() -> tuple[int, int]:
+    """This process's rank and the world size (0, 1 outside torchrun)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def stage_dir(out: str | Path, stage: int) -> Path:
+    """``OUT/stageN_name``."""
+    return Path(out) / STAGES[stage]
+
+
+def is_done(out: str | Path, stage: int) -> bool:
+    """Whether a stage finished (its final checkpoint is complete)."""
+    return (stage_dir(out, stage) / "final" / "DONE").exists()
+
+
+def mark_done(out: str | Path, stage: int, info: dict[str, Any]) -> None:
+    """Record a finished stage (written last, after the checkpoint)."""
+    if rank_world()[0] == 0:
+        (stage_dir(out, stage) / "final" / "DONE").write_text(json.dumps(info, indent=2))
+
+
+def deepspeed_config(cfg: TrainConfig) -> dict | None:
+    """The DeepSpeed JSON (a shipped name like ``deepspeed/zero2.json`` or a path), or ``None``."""
+    if not cfg.deepspeed:
+        return None
+    p = Path(cfg.deepspeed)
+    p = p if p.exists() else config_path(cfg.deepspeed)
+    if not p.exists():
+        raise FileNotFoundError(f"DeepSpeed config not found: {cfg.deepspeed}")
+    return json.loads(p.read_text())
+
+
+def trainer_kwargs(loop: LoopConfig, sdir: Path, cfg: TrainConfig, **extra) -> dict[str, Any]:
+    """Keyword arguments shared by ``TrainingArguments`` and TRL configs (TensorBoard logs go to ``sdir/tensorboard``)."""
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(sdir / "tensorboard")
+    return dict(output_dir=str(sdir / "checkpoints"), max_steps=loop.max_steps, learning_rate=loop.learning_rate,
+                per_device_train_batch_size=loop.batch_size, gradient_accumulation_steps=loop.grad_accum,
+                warmup_steps=max(0, int(loop.warmup_ratio * loop.max_steps)), weight_decay=loop.weight_decay,
+                lr_scheduler_type="cosine", logging_steps=loop.logging_steps, save_steps=loop.save_steps,
+                save_total_limit=2, save_strategy="steps", report_to=["tensorboard"],
+                use_cpu=not torch.cuda.is_available(), deepspeed=deepspeed_config(cfg), seed=cfg.seed, data_seed=cfg.seed,
+                dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=rank_world()[0] != 0, **extra)
+
+
+def append_metrics(path: Path, record: dict[str, Any]) -> None:
+    """Append one metrics record to a JSONL file (rank 0 only)."""
+    if rank_world()[0] == 0:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class JsonlLogger(TrainerCallback):
+    """Appends every logged metric dict, with step and wall time, to ``metrics.jsonl``."""
+
+    def __init__(self, path: Path, stage: int):
+        self.path, self.stage, self.t0 = path, stage, time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            append_metrics(self.path, {"stage": self.stage, "step": state.global_step,
+                                       "time_s": round(time.time() - self.t0, 2), **logs})
+
+
+def resume_point(sdir: Path) -> str | None:
+    """The last complete Trainer checkpoint of a stage (to resume after a kill), if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ck = sdir / "checkpoints"
+    return get_last_checkpoint(str(ck)) if ck.exists() else None
+
+
+def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalLM:
+    """A freshly initialised MusT-small with the processor's vocabulary."""
+    m = cfg.model
+    text = dict(vocab_size=len(processor.tokenizer), hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+                num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads, num_key_value_heads=m.num_heads,
+                max_position_embeddings=1024, pad_token_id=processor.tokenizer.pad_token_id,
+                eos_token_id=processor.tokenizer.convert_tokens_to_ids("<|im_end|>"), bos_token_id=processor.tokenizer.bos_token_id)
+    config = MusTConfig(encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers, encoder_heads=m.encoder_heads,
+                        max_seconds=m.max_seconds, sources=SOURCES, text_config=text, **processor.config_ids())
+    torch.manual_seed(cfg.seed)
+    return MusTForCausalLM(config)
+
+
+def load_must(path: Path) -> tuple[MusTForCausalLM, MusTProcessor]:
+    """A MusT checkpoint and its processor (safetensors)."""
+    model = MusTForCausalLM.from_pretrained(str(path))
+    return model, MusTProcessor.from_pretrained(path, model.config.max_seconds)
+
+
+def save_must(model: MusTForCausalLM, processor: MusTProcessor, path: Path) -> None:
+    """Save model (safetensors) and tokenizer on rank 0."""
+    if rank_world()[0] == 0:
+        path.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(path), safe_serialization=True)
+        processor.save_pretrained(path)
+    barrier()
+
+
+def validate(model: MusTForCausalLM, processor: MusTProcessor, data: TrainData, n_items: int, tag: str) -> dict[str, Any]:
+    """Generate answers for up to ``n_items`` val questions (balanced over tasks) and score them like ``evaluate``."""
+    from bench.scoring import score_predictions
+    from must.model.inference import answer_batch
+
+    items = data.examples("val", ["TSG", "LTR", "TAD", "GTO", "MTR", "AVQA"])
+    if not items:
+        return {}
+    by_task: dict[str, list] = {}
+    for it in items:
+        by_task.setdefault(it["task"], []).append(it)
+    per = max(1, n_items // max(1, len(by_task)))
+    chosen = [it for v in by_task.values() for it in v[:per]]
+    feats = data.features(model, tag, pd_tracks(chosen))
+    preds = {}
+    for i in range(0, len(chosen), 16):
+        batch = chosen[i : i + 16]
+        answers = answer_batch(model, processor, batch, [feats[b["track_id"]] for b in batch])
+        preds.update({b["id"]: a for b, a in zip(batch, answers)})
+    bench = data.val[data.val.id.isin(preds)]
+    _, summary = score_predictions(bench, preds)
+    return summary
+
+
+def finish_lora_stage(stage: int, out: Path, trainer, processor: MusTProcessor, data: TrainData, cfg: TrainConfig) -> dict:
+    """Save the adapter, merge it into the weights, save ``final/``, validate on val questions, mark the stage done."""
+    sdir = stage_dir(out, stage)
+    peft_model = trainer.accelerator.unwrap_model(trainer.model)
+    if rank_world()[0] == 0:
+        peft_model.save_pretrained(str(sdir / "adapter"))
+    merged = peft_model.merge_and_unload()
+    save_must(merged, processor, sdir / "final")
+    scores: dict = {}
+    if rank_world()[0] == 0 and cfg.val_items:
+        scores = validate(merged, processor, data, cfg.val_items, "stage1")
+        (sdir / "val_scores.json").write_text(json.dumps(scores, indent=2))
+        append_metrics(sdir / "metrics.jsonl", {"stage": stage, "val": {k: v for k, v in scores.items() if isinstance(v, float)}})
+        log.info("stage %d validation overall %.1f", stage, scores.get("overall", float("nan")))
+    mark_done(out, stage, {"val_overall": scores.get("overall")})
+    barrier()
+    return scores
+
+
+def pd_tracks(items: list[dict]) -> "Any":
+    """Unique tracks of examples as the frame :meth:`TrainData.features` expects."""
+    import pandas as pd
+
+    return pd.DataFrame(items).drop_duplicates("track_id")[["track_id", "audio", "duration"]]

@@ -1,0 +1,95 @@
+"""Training configs (``configs/stages/*.yaml``): one block per stage, one key per field, unknown keys rejected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ModelConfig", "LoopConfig", "EncoderStage", "LMStage", "SFTStage", "GRPOStage", "TrainConfig"]
+
+
+@dataclass
+class ModelConfig:
+    """Which model to train: MusT-small built locally, or an existing local audio-LM (``kind: hf``) adapted with LoRA."""
+
+    kind: str = "must"  # must | hf
+    path: str | None = None  # kind hf: local Qwen2-Audio-style checkpoint
+    encoder_dim: int = 128
+    encoder_layers: int = 2
+    encoder_heads: int = 4
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_seconds: int = 300
+
+
+@dataclass
+class LoopConfig:
+    """What every stage's optimisation loop needs."""
+
+    max_steps: int = 100
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    save_steps: int = 50
+    logging_steps: int = 5
+
+
+@dataclass
+class EncoderStage(LoopConfig):
+    """Stage 1: frame-level transition / activity / Amuse targets on random crops."""
+
+    crop_seconds: float = 60.0
+    transition_sigma: float = 0.3  # seconds; width of the soft transition target
+    aux_weight: float = 0.5  # weight of the Amuse rhythm and source targets
+
+
+@dataclass
+class LMStage(LoopConfig):
+    """Stage 2: projector and LM on timestamped captions (encoder frozen)."""
+
+    train_lm: bool = True
+
+
+@dataclass
+class SFTStage(LoopConfig):
+    """Stage 3: LoRA on the five tasks + AVQA of the train split, answer-only loss, task-balanced."""
+
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    tasks: list[str] = field(default_factory=lambda: ["TSG", "LTR", "TAD", "GTO", "MTR", "AVQA"])
+
+
+@dataclass
+class GRPOStage(LoopConfig):
+    """Stage 4: TRL GRPO with rewards from ``rewards/``."""
+
+    rewards: str = "rewards/default.yaml"
+    num_generations: int = 4
+    beta: float = 0.0
+    temperature: float = 1.0
+    max_completion_length: int = 24
+    lora_r: int = 16
+    lora_alpha: int = 32
+    tasks: list[str] = field(default_factory=lambda: ["TSG", "MTR", "LTR", "GTO"])
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: data, model, launcher and the four stages."""
+
+    bench: str = "runs/standard/bench"
+    build_config: str | None = None  # build the benchmark into `bench` first when it is missing
+    model: ModelConfig = field(default_factory=ModelConfig)
+    deepspeed: str | None = "deepspeed/zero2.json"  # null: plain PyTorch (no DeepSpeed)
+    nproc: int = 1
+    seed: int = 0
+    max_train_tracks: int | None = None
+    val_items: int = 60  # generation-based validation after stages 3 and 4
+    stage1: EncoderStage = field(default_factory=EncoderStage)
+    stage2: LMStage = field(default_factory=LMStage)
+    stage3: SFTStage = field(default_factory=SFTStage)
+    stage4: GRPOStage = field(default_factory=GRPOStage)

@@ -1,0 +1,144 @@
+"""Training data from a built benchmark: tracks, JAMS annotations, frame targets, captions, task examples,
+and the per-track caches (16 kHz audio, encoder features) every stage reads."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.annotate.jams_io import read_jams
+from bench.annotate.transitions import group_moments
+from bench.evaluate.prompts import load_prompts
+from bench.io import load_bench
+from bench.synth.instruments import PALETTE, display
+from bench.tasks.phrasing import join_clauses, moment_option
+from must.annotation import TrackAnnotation
+from must.timecode import format_time
+
+__all__ = ["SOURCES", "TrainData", "frame_targets", "caption"]
+
+log = logging.getLogger(__name__)
+SOURCES = [v.name for v in PALETTE]
+
+
+def frame_targets(ann: TrackAnnotation, n_frames: int, frame_rate: int, sources: list[str], sigma: float) -> dict[str, np.ndarray]:
+    """Frame-level targets: soft transition bumps, source activity, Amuse rhythm-change and segment sources."""
+    t = np.arange(n_frames) / frame_rate
+    transition = np.zeros(n_frames, np.float32)
+    for e in ann.transitions:
+        transition = np.maximum(transition, np.exp(-((t - e.time) ** 2) / (2 * sigma ** 2)))
+    activity = np.zeros((n_frames, len(sources)), np.float32)
+    for name, spans in ann.activity.items():
+        if name in sources:
+            for s, e in spans:
+                activity[(t >= s) & (t < e), sources.index(name)] = 1
+    rhythm = np.zeros(n_frames, np.float32)
+    amuse = np.zeros((n_frames, len(sources)), np.float32)
+    if ann.rhythm:
+        for s, flag in zip(ann.rhythm.starts, ann.rhythm.changes):
+            if flag:
+                rhythm[(t >= s) & (t < s + ann.rhythm.segment_seconds)] = 1
+    for s, e, names in ann.segment_sources:
+        for name in names:
+            if name in sources:
+                amuse[(t >= s) & (t < e), sources.index(name)] = 1
+    return {"transition": transition, "activity": activity, "rhythm": rhythm, "amuse": amuse}
+
+
+def caption(ann: TrackAnnotation) -> str:
+    """A timestamped caption: what plays in each span between transitions, and each transition."""
+    moments = group_moments(ann.transitions)
+    bounds = sorted({0.0, *(m[0].time for m in moments), ann.duration})
+    parts = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b - a < 1.0:
+            continue
+        playing = [display(n) for n in ann.active_at((a + b) / 2)]
+        tempo = ann.tempo_at((a + b) / 2)
+        desc = join_clauses(playing) if playing else "silence"
+        parts.append(f"[{format_time(a)}-{format_time(b)}] {desc}" + (f", {tempo:.0f} bpm" if tempo else "") + ".")
+        for m in moments:
+            if abs(m[0].time - b) < 1e-6 and b < ann.duration - 1:
+                parts.append(f"[{format_time(b)}] {moment_option(m).lower()}.")
+    for kind in ("highest", "lowest"):
+        for s, e in ann.regions.get(kind, []):
+            parts.append(f"[{format_time(s)}-{format_time(e)}] {kind} intensity.")
+    return " ".join(parts)
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+
+class TrainData:
+    """The benchmark's train/val splits and caches under ``out/cache``."""
+
+    def __init__(self, bench: str, out: str | Path, max_train_tracks: int | None = None, seed: int = 0):
+        self.bench = Path(bench)
+        self.cache = Path(out) / "cache"
+        self.train = load_bench(self.bench, "train")
+        self.val = load_bench(self.bench, "val")
+        if max_train_tracks:
+            keep = sorted(self.train.track_id.unique())
+            keep = set(np.random.default_rng(seed).permutation(keep)[:max_train_tracks])
+            self.train = self.train[self.train.track_id.isin(keep)].reset_index(drop=True)
+        self.instructions = load_prompts().instructions
+
+    def tracks(self, split: str) -> pd.DataFrame:
+        """One row per track of a split: ``track_id``, ``audio``, ``duration``."""
+        df = self.train if split == "train" else self.val
+        return df.drop_duplicates("track_id")[["track_id", "audio", "duration"]].reset_index(drop=True)
+
+    @functools.lru_cache(maxsize=4096)
+    def annotation(self, track_id: str) -> TrackAnnotation:
+        """The track's JAMS annotation."""
+        return read_jams(self.bench / "jams" / f"{track_id}.jams")
+
+    def wave(self, track_id: str, audio: str, sr: int = 16000) -> np.ndarray:
+        """16 kHz mono audio, cached as float16 ``.npy``."""
+        from must.audio import load_audio
+
+        path = self.cache / "wave" / f"{track_id}.npy"
+        if path.exists():
+            return np.load(path).astype(np.float32)
+        y, _ = load_audio(audio, sr)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part.npy")
+        np.save(tmp, y.astype(np.float16))
+        tmp.replace(path)
+        return y
+
+    def features(self, model, tag: str, tracks: pd.DataFrame, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
+        """Encoder features per track (cached under ``cache/features/<tag>``); ranks share the work."""
+        from safetensors.torch import load_file, save_file
+
+        d = self.cache / "features" / tag
+        d.mkdir(parents=True, exist_ok=True)
+        rows = tracks.to_dict("records")
+        for i, r in enumerate(rows):
+            path = d / f"{r['track_id']}.safetensors"
+            if i % world == rank and not path.exists():
+                f = model.encode_audio(self.wave(r["track_id"], r["audio"])).cpu().contiguous()
+                tmp = path.with_suffix(".part")
+                save_file({"features": f}, str(tmp))
+                tmp.replace(path)
+        if world > 1:
+            torch.distributed.barrier()
+        return {r["track_id"]: load_file(str(d / f"{r['track_id']}.safetensors"))["features"] for r in rows}
+
+    def examples(self, split: str, tasks: list[str]) -> list[dict[str, Any]]:
+        """Task questions of a split as training examples (question, instruction, answer, columns for rewards)."""
+        df = self.train if split == "train" else self.val
+        out = []
+        for r in df[df.task.isin(tasks)].to_dict("records"):
+            out.append({"id": r["id"], "track_id": r["track_id"], "task": r["task"], "question": r["question"],
+                        "instruction": self.instructions.get(r["task"], ""), "answer": str(r["answer"]),
+                        "answers": [str(a) for a in r["answers"]], "duration": float(r["duration"]),
+                        "qa_type": _text(r.get("qa_type")), "category": _text(r.get("category")), "audio": r["audio"]})
+        return out

@@ -1,0 +1,66 @@
+"""Entry point of a training run inside each (torchrun) process: ``python -m stages.run --stage all …``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from must.config import load_config, to_dict
+from stages.common import is_done, rank_world
+from stages.config import TrainConfig
+from stages.stage1_encoder import EncoderStageRecipe
+from stages.stage2_lm import LMStageRecipe
+from stages.stage3_sft import SFTStageRecipe
+from stages.stage4_grpo import GRPOStageRecipe
+
+__all__ = ["RECIPES", "run_stages", "main"]
+
+log = logging.getLogger("stages")
+RECIPES = {1: EncoderStageRecipe, 2: LMStageRecipe, 3: SFTStageRecipe, 4: GRPOStageRecipe}
+
+
+def run_stages(cfg: TrainConfig, out: Path, stages: list[int]) -> None:
+    """Run the given stages in order; a finished stage is skipped, an interrupted one resumes."""
+    for n in stages:
+        if is_done(out, n):
+            log.info("stage %d already done; skipping", n)
+            continue
+        if n > 1 and not is_done(out, n - 1):
+            raise RuntimeError(f"stage {n} needs stage {n - 1}'s checkpoint in {out}; run --stage {n - 1} first")
+        log.info("stage %d: %s", n, sys.modules[RECIPES[n].__module__].__doc__.strip().splitlines()[0])
+        recipe = RECIPES[n](cfg, out)
+        recipe.setup()
+        recipe.train()
+        recipe.save_checkpoint()
+        recipe.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, configure threads and logging, run."""
+    p = argparse.ArgumentParser(prog="python -m stages.run")
+    p.add_argument("--stage", default="all")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args(argv)
+    rank, world = rank_world()
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format=f"[rank {rank}] %(message)s")
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        (out / "train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    stages = [1, 2, 3, 4] if args.stage == "all" else [int(s) for s in args.stage.split(",")]
+    run_stages(cfg, out, stages)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Stage 1 — music-encoder adaptation: frame-level transition probability (BCE + Dice), source activity
+(multi-label) and the Amuse rhythm-change and per-segment source labels as auxiliary targets."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mir_eval
+import numpy as np
+import torch
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from must.model import MusTProcessor
+from stages.common import (JsonlLogger, append_metrics, barrier, mark_done, new_must_model, rank_world, resume_point, save_must, stage_dir,
+                           trainer_kwargs)
+from stages.config import TrainConfig
+from stages.data import SOURCES, TrainData, caption, frame_targets
+
+__all__ = ["EncoderObjective", "EncoderCrops", "EncoderStageRecipe"]
+
+log = logging.getLogger(__name__)
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 − Dice over valid frames (robust to the rarity of transition frames)."""
+    inter = (prob * target * mask).sum()
+    return 1 - (2 * inter + 1) / ((prob * mask).sum() + (target * mask).sum() + 1)
+
+
+class EncoderObjective(nn.Module):
+    """The encoder with its stage-1 loss; ``forward`` returns ``{"loss", …}`` as the Trainer expects."""
+
+    def __init__(self, encoder: nn.Module, n_sources: int, aux_weight: float):
+        super().__init__()
+        self.encoder, self.n, self.aux = encoder, n_sources, aux_weight
+
+    def forward(self, wave, offset, transition, activity, rhythm, amuse, mask):
+        mel = self.encoder.log_mel(wave)
+        _, logits = self.encoder(mel, offset)
+        t = min(logits.shape[1], transition.shape[1])
+        logits, m = logits[:, :t], mask[:, :t]
+        bce = nn.functional.binary_cross_entropy_with_logits
+
+        def masked(x, y):
+            per = bce(x, y, reduction="none")
+            per = per.mean(-1) if per.dim() == 3 else per
+            return (per * m).sum() / m.sum().clamp(min=1)
+
+        n = self.n
+        l_tr = masked(logits[..., 0], transition[:, :t]) + dice_loss(torch.sigmoid(logits[..., 0]), transition[:, :t], m)
+        l_act = masked(logits[..., 2 : 2 + n], activity[:, :t])
+        l_aux = masked(logits[..., 1], rhythm[:, :t]) + masked(logits[..., 2 + n :], amuse[:, :t])
+        return {"loss": l_tr + l_act + self.aux * l_aux}
+
+
+class EncoderCrops(torch.utils.data.Dataset):
+    """Random crops (seeded per index, so a resumed run sees the same data) with their frame targets."""
+
+    def __init__(self, data: TrainData, crop_seconds: float, sigma: float, frame_rate: int, repeats: int, seed: int):
+        self.data, self.crop, self.sigma, self.fr, self.seed = data, crop_seconds, sigma, frame_rate, seed
+        self.tracks = data.tracks("train").to_dict("records")
+        self.n = len(self.tracks) * repeats
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        r = self.tracks[i % len(self.tracks)]
+        wave = self.data.wave(r["track_id"], r["audio"])
+        ann = self.data.annotation(r["track_id"])
+        sr = 16000
+        total = len(wave) / sr
+        rng = np.random.default_rng([self.seed, i])
+        start = float(rng.uniform(0, max(0.0, total - self.crop)))
+        start = round(start * self.fr) / self.fr
+        seg = wave[int(start * sr) : int((start + self.crop) * sr)]
+        seg = np.pad(seg, (0, int(self.crop * sr) - len(seg)))
+        n = int(self.crop * self.fr)
+        full = frame_targets(ann, int(np.ceil(total * self.fr)) + n, self.fr, SOURCES, self.sigma)
+        a = int(start * self.fr)
+        out = {k: torch.tensor(v[a : a + n]) for k, v in full.items()}
+        valid = np.zeros(n, np.float32)
+        valid[: max(0, min(n, int((total - start) * self.fr)))] = 1
+        return {"wave": torch.tensor(seg), "offset": torch.tensor(start), "mask": torch.tensor(valid), **out}
+
+
+def frame_f1(model, data: TrainData, n_tracks: int = 20) -> dict[str, float]:
+    """Validation: source-activity frame F1 and transition F1 (peaks within ±1 s, mir_eval) on val tracks."""
+    enc = model.model.encoder
+    tracks = data.tracks("val").head(n_tracks).to_dict("records")
+    tp = fp = fn = 0
+    f_tr = []
+    with torch.no_grad():
+        for r in tracks:
+            feats = model.encode_audio(data.wave(r["track_id"], r["audio"]))
+            probs = feats[:, enc.config.encoder_dim :].numpy()
+            ann = data.annotation(r["track_id"])
+            tgt = frame_targets(ann, len(probs), enc.config.frame_rate, SOURCES, 0.3)
+            act = probs[:, 2 : 2 + len(SOURCES)] > 0.5
+            truth = tgt["activity"] > 0.5
+            tp += int((act & truth).sum())
+            fp += int((act & ~truth).sum())
+            fn += int((~act & truth).sum())
+            p = probs[:, 0]
+            peaks = [i for i in range(1, len(p) - 1) if p[i] > 0.5 and p[i] >= p[i - 1] and p[i] >= p[i + 1]]
+            est = np.array(peaks, float) / enc.config.frame_rate
+            ref = np.array(sorted({round(e.time, 3) for e in ann.transitions}), float)
+            if len(ref):
+                f_tr.append(mir_eval.onset.f_measure(ref, est, window=1.0)[0])
+    return {"val_activity_f1": 2 * tp / max(2 * tp + fp + fn, 1), "val_transition_f1": float(np.mean(f_tr)) if f_tr else 0.0}
+
+
+class EncoderStageRecipe:
+    """setup → train → save_checkpoint → cleanup."""
+
+    def __init__(self, cfg: TrainConfig, out: Path):
+        self.cfg, self.out, self.sdir = cfg, out, stage_dir(out, 1)
+
+    def setup(self) -> None:
+        """Data, processor (tokenizer trained on the suite's text), a fresh MusT-small, the Trainer."""
+        self.sdir.mkdir(parents=True, exist_ok=True)
+        self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
+        texts = list(self.data.train.question) + list(self.data.train.answer) + [
+            caption(self.data.annotation(t)) for t in self.data.tracks("train").track_id]
+        self.processor = MusTProcessor.build(texts, self.cfg.model.max_seconds)
+        self.model = new_must_model(self.cfg, self.processor)
+        st = self.cfg.stage1
+        objective = EncoderObjective(self.model.model.encoder, len(SOURCES), st.aux_weight)
+        repeats = max(1, int(np.ceil(st.max_steps * st.batch_size * rank_world()[1] / max(len(self.data.tracks("train")), 1))))
+        dataset = EncoderCrops(self.data, st.crop_seconds, st.transition_sigma, self.model.config.frame_rate, repeats, self.cfg.seed)
+        args = TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg))
+        self.trainer = Trainer(model=objective, args=args, train_dataset=dataset,
+                               callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 1)])
+
+    def train(self) -> None:
+        """Train (resuming from the last checkpoint if one exists)."""
+        self.trainer.train(resume_from_checkpoint=resume_point(self.sdir))
+
+    def save_checkpoint(self) -> None:
+        """The whole MusT model (trained encoder, untrained LM) as ``final/`` + validation figures."""
+        self.model.model.encoder.load_state_dict(self.trainer.accelerator.unwrap_model(self.trainer.model).encoder.state_dict())
+        save_must(self.model, self.processor, self.sdir / "final")
+        if rank_world()[0] == 0:
+            scores = frame_f1(self.model.eval(), self.data)
+            log.info("stage 1 validation: %s", scores)
+            append_metrics(self.sdir / "metrics.jsonl", {"stage": 1, "step": self.cfg.stage1.max_steps, **scores})
+            mark_done(self.out, 1, scores)
+        barrier()
+
+    def cleanup(self) -> None:
+        """Release the trainer."""
+        del self.trainer
