@@ -16,11 +16,11 @@ from transformers import TrainerCallback
 from configs import config_path
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import LoopConfig, TrainConfig
-from stages.data import SOURCES, TrainData
+from stages.data import SOURCES
 
 __all__ = ["rank_world", "stage_dir", "is_done", "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger",
-           "resume_point", "new_must_model", "load_must", "save_must", "validate", "barrier", "append_metrics",
-           "finish_lora_stage"]
+           "resume_point", "new_must_model", "load_must", "save_any", "validate", "barrier", "append_metrics",
+           "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder"]
 
 log = logging.getLogger(__name__)
 STAGES = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"}
@@ -95,6 +95,22 @@ class JsonlLogger(TrainerCallback):
                                        "time_s": round(time.time() - self.t0, 2), **logs})
 
 
+def lora_config(kind: str, r: int, alpha: int, dropout: float = 0.05):
+    """LoRA on the LM's attention and MLP projections; the audio projector is trained fully."""
+    from peft import LoraConfig
+
+    keep = ["projector"] if kind == "must" else ["multi_modal_projector"]
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM", modules_to_save=keep,
+                      target_modules=r"(.*language_model.*)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
+
+
+def freeze_audio_encoder(kind: str, model) -> None:
+    """Stages 2–4 keep the stage-1 encoder as it is."""
+    enc = model.model.encoder if kind == "must" else model.model.audio_tower
+    for p in enc.parameters():
+        p.requires_grad_(False)
+
+
 def resume_point(sdir: Path) -> str | None:
     """The last complete Trainer checkpoint of a stage (to resume after a kill), if any."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -122,60 +138,61 @@ def load_must(path: Path) -> tuple[MusTForCausalLM, MusTProcessor]:
     return model, MusTProcessor.from_pretrained(path, model.config.max_seconds)
 
 
-def save_must(model: MusTForCausalLM, processor: MusTProcessor, path: Path) -> None:
-    """Save model (safetensors) and tokenizer on rank 0."""
-    if rank_world()[0] == 0:
-        path.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(path), safe_serialization=True)
-        processor.save_pretrained(path)
-    barrier()
+def load_stage_model(cfg: TrainConfig, path: Path):
+    """The previous stage's checkpoint: MusT, or the ``hf`` audio-LM with its processor."""
+    if cfg.model.kind == "must":
+        return load_must(path)
+    from stages.hf_audio import load_hf
+
+    return load_hf(path)
 
 
-def validate(model: MusTForCausalLM, processor: MusTProcessor, data: TrainData, n_items: int, tag: str) -> dict[str, Any]:
-    """Generate answers for up to ``n_items`` val questions (balanced over tasks) and score them like ``evaluate``."""
-    from bench.scoring import score_predictions
-    from must.model.inference import answer_batch
+def validate(kind: str, final: Path, cfg: TrainConfig, sdir: Path) -> dict[str, Any]:
+    """Evaluate a saved checkpoint on the val split through the real harness (``must:`` / ``hf:``), capped at
+    ``val_items`` questions spread over the tasks; the run is kept in ``sdir/val``."""
+    from bench.evaluate.runner import EvalConfig, evaluate
+    from must.models.base import load_model
 
-    items = data.examples("val", ["TSG", "LTR", "TAD", "GTO", "MTR", "AVQA"])
-    if not items:
+    if not cfg.val_items:
         return {}
-    by_task: dict[str, list] = {}
-    for it in items:
-        by_task.setdefault(it["task"], []).append(it)
-    per = max(1, n_items // max(1, len(by_task)))
-    chosen = [it for v in by_task.values() for it in v[:per]]
-    feats = data.features(model, tag, pd_tracks(chosen))
-    preds = {}
-    for i in range(0, len(chosen), 16):
-        batch = chosen[i : i + 16]
-        answers = answer_batch(model, processor, batch, [feats[b["track_id"]] for b in batch])
-        preds.update({b["id"]: a for b, a in zip(batch, answers)})
-    bench = data.val[data.val.id.isin(preds)]
-    _, summary = score_predictions(bench, preds)
+    spec = f"{'must' if kind == 'must' else 'hf'}:{final}"
+    model = load_model(spec)
+    try:
+        summary = evaluate(EvalConfig(model=spec, bench=cfg.bench, out=str(sdir / "val"), split="val",
+                                      limit=max(1, cfg.val_items // 6)), model, progress=False)
+    finally:
+        model.close()
     return summary
 
 
-def finish_lora_stage(stage: int, out: Path, trainer, processor: MusTProcessor, data: TrainData, cfg: TrainConfig) -> dict:
-    """Save the adapter, merge it into the weights, save ``final/``, validate on val questions, mark the stage done."""
+def save_any(kind: str, model, processor, path: Path) -> None:
+    """Save a MusT or an ``hf`` model with its processor (rank 0), then sync ranks."""
+    if rank_world()[0] == 0:
+        if kind == "must":
+            path.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(str(path), safe_serialization=True)
+            processor.save_pretrained(path)
+        else:
+            from stages.hf_audio import save_hf
+
+            save_hf(model, processor, path)
+    barrier()
+
+
+def finish_lora_stage(stage: int, out: Path, trainer, processor, cfg: TrainConfig, check: bool = True) -> dict:
+    """Save the adapter, merge it into the weights, save ``final/``, validate on val questions (``check``), mark done."""
     sdir = stage_dir(out, stage)
     peft_model = trainer.accelerator.unwrap_model(trainer.model)
     if rank_world()[0] == 0:
         peft_model.save_pretrained(str(sdir / "adapter"))
     merged = peft_model.merge_and_unload()
-    save_must(merged, processor, sdir / "final")
+    save_any(cfg.model.kind, merged, processor, sdir / "final")
     scores: dict = {}
-    if rank_world()[0] == 0 and cfg.val_items:
-        scores = validate(merged, processor, data, cfg.val_items, "stage1")
-        (sdir / "val_scores.json").write_text(json.dumps(scores, indent=2))
-        append_metrics(sdir / "metrics.jsonl", {"stage": stage, "val": {k: v for k, v in scores.items() if isinstance(v, float)}})
-        log.info("stage %d validation overall %.1f", stage, scores.get("overall", float("nan")))
+    if rank_world()[0] == 0 and check:
+        scores = validate(cfg.model.kind, sdir / "final", cfg, sdir)
+        if scores:
+            append_metrics(sdir / "metrics.jsonl", {"stage": stage, "val": {k: v for k, v in scores.items() if isinstance(v, float)}})
+            log.info("stage %d validation overall %.1f", stage, scores.get("overall", float("nan")))
     mark_done(out, stage, {"val_overall": scores.get("overall")})
     barrier()
     return scores
-
-
-def pd_tracks(items: list[dict]) -> "Any":
-    """Unique tracks of examples as the frame :meth:`TrainData.features` expects."""
-    import pandas as pd
-
-    return pd.DataFrame(items).drop_duplicates("track_id")[["track_id", "audio", "duration"]]

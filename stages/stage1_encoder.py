@@ -13,8 +13,8 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from must.model import MusTProcessor
-from stages.common import (JsonlLogger, append_metrics, barrier, mark_done, new_must_model, rank_world, resume_point, save_must, stage_dir,
-                           trainer_kwargs)
+from stages.common import (JsonlLogger, append_metrics, barrier, mark_done, new_must_model, rank_world, resume_point, save_any,
+                           stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import SOURCES, TrainData, caption, frame_targets
 
@@ -119,34 +119,57 @@ class EncoderStageRecipe:
         self.cfg, self.out, self.sdir = cfg, out, stage_dir(out, 1)
 
     def setup(self) -> None:
-        """Data, processor (tokenizer trained on the suite's text), a fresh MusT-small, the Trainer."""
+        """Data, the model (a fresh MusT-small with a tokenizer trained on the suite's text, or the hf audio-LM),
+        the stage-1 objective and the Trainer."""
         self.sdir.mkdir(parents=True, exist_ok=True)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
-        texts = list(self.data.train.question) + list(self.data.train.answer) + [
-            caption(self.data.annotation(t)) for t in self.data.tracks("train").track_id]
-        self.processor = MusTProcessor.build(texts, self.cfg.model.max_seconds)
-        self.model = new_must_model(self.cfg, self.processor)
         st = self.cfg.stage1
-        objective = EncoderObjective(self.model.model.encoder, len(SOURCES), st.aux_weight)
         repeats = max(1, int(np.ceil(st.max_steps * st.batch_size * rank_world()[1] / max(len(self.data.tracks("train")), 1))))
-        dataset = EncoderCrops(self.data, st.crop_seconds, st.transition_sigma, self.model.config.frame_rate, repeats, self.cfg.seed)
-        args = TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg))
-        self.trainer = Trainer(model=objective, args=args, train_dataset=dataset,
-                               callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 1)])
+        if self.cfg.model.kind == "must":
+            texts = list(self.data.train.question) + list(self.data.train.answer) + [
+                caption(self.data.annotation(t)) for t in self.data.tracks("train").track_id]
+            self.processor = MusTProcessor.build(texts, self.cfg.model.max_seconds)
+            self.model = new_must_model(self.cfg, self.processor)
+            objective = EncoderObjective(self.model.model.encoder, len(SOURCES), st.aux_weight)
+            dataset = EncoderCrops(self.data, st.crop_seconds, st.transition_sigma, self.model.config.frame_rate, repeats, self.cfg.seed)
+        else:
+            from stages.hf_audio import TowerCrops, TowerObjective, load_hf
+
+            self.model, self.processor = load_hf(self.cfg.model.path)
+            tower = self.model.model.audio_tower
+            window = float(self.processor.feature_extractor.chunk_length)
+            with torch.no_grad():
+                probe = self.processor.feature_extractor(np.zeros(int(window * 16000), np.float32), sampling_rate=16000,
+                                                         return_tensors="pt")["input_features"]
+                frames = tower(probe).last_hidden_state.shape[1]
+            objective = TowerObjective(tower, tower.config.d_model, 2 + 2 * len(SOURCES), len(SOURCES), st.aux_weight)
+            dataset = TowerCrops(self.data, self.processor, frames, window, SOURCES, st.transition_sigma, repeats, self.cfg.seed)
+        self.trainer = Trainer(model=objective, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
+                               train_dataset=dataset, callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 1)])
 
     def train(self) -> None:
         """Train (resuming from the last checkpoint if one exists)."""
         self.trainer.train(resume_from_checkpoint=resume_point(self.sdir))
 
     def save_checkpoint(self) -> None:
-        """The whole MusT model (trained encoder, untrained LM) as ``final/`` + validation figures."""
-        self.model.model.encoder.load_state_dict(self.trainer.accelerator.unwrap_model(self.trainer.model).encoder.state_dict())
-        save_must(self.model, self.processor, self.sdir / "final")
+        """The whole model with the trained encoder as ``final/`` (+ frame-level validation for MusT)."""
+        trained = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        scores: dict = {}
+        if self.cfg.model.kind == "must":
+            self.model.model.encoder.load_state_dict(trained.encoder.state_dict())
+        else:
+            self.model.model.audio_tower.load_state_dict(trained.tower.state_dict())
+        save_any(self.cfg.model.kind, self.model, self.processor, self.sdir / "final")
         if rank_world()[0] == 0:
-            scores = frame_f1(self.model.eval(), self.data)
-            log.info("stage 1 validation: %s", scores)
+            if self.cfg.model.kind == "must":
+                scores = frame_f1(self.model.eval(), self.data)
+                log.info("stage 1 validation: %s", scores)
+            else:
+                from safetensors.torch import save_file
+
+                save_file({k: v.contiguous() for k, v in trained.heads.state_dict().items()}, str(self.sdir / "final" / "frame_heads.safetensors"))
             append_metrics(self.sdir / "metrics.jsonl", {"stage": 1, "step": self.cfg.stage1.max_steps, **scores})
-            mark_done(self.out, 1, scores)
+        mark_done(self.out, 1, scores)
         barrier()
 
     def cleanup(self) -> None:

@@ -1,14 +1,17 @@
 """Stage 2 — LM adaptation: projector and LM learn timestamped captions generated from the annotations,
-e.g. ``[0:00-0:25] piano and bass, 96 bpm. [0:25] the drums enter. …`` (encoder frozen)."""
+e.g. ``[0:00-0:25] piano and bass, 96 bpm. [0:25] the drums enter. …`` (encoder frozen; MusT's LM is trained
+fully, an existing audio-LM through LoRA)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from peft import get_peft_model
 from transformers import Trainer, TrainingArguments
 
-from stages.common import JsonlLogger, barrier, load_must, mark_done, rank_world, resume_point, save_must, stage_dir, trainer_kwargs
+from stages.common import (JsonlLogger, barrier, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, mark_done,
+                           rank_world, resume_point, save_any, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData, caption
 from stages.sequences import AudioCollator, PromptTargetDataset
@@ -24,27 +27,34 @@ class LMStageRecipe:
 
     def __init__(self, cfg: TrainConfig, out: Path):
         self.cfg, self.out, self.sdir = cfg, out, stage_dir(out, 2)
+        self.kind = cfg.model.kind
 
     def setup(self) -> None:
-        """Load stage 1, freeze the encoder, cache features, build caption sequences and the Trainer."""
+        """Load stage 1, freeze the encoder, build caption sequences and the Trainer."""
         self.sdir.mkdir(parents=True, exist_ok=True)
-        self.model, self.processor = load_must(stage_dir(self.out, 1) / "final")
-        for p in self.model.model.encoder.parameters():
-            p.requires_grad_(False)
-        if not self.cfg.stage2.train_lm:
-            for p in self.model.model.language_model.parameters():
-                p.requires_grad_(False)
+        self.model, self.processor = load_stage_model(self.cfg, stage_dir(self.out, 1) / "final")
+        freeze_audio_encoder(self.kind, self.model)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
-        tracks = self.data.tracks("train")
-        rank, world = rank_world()
-        feats = self.data.features(self.model, "stage1", tracks, rank, world)
-        rows = [{"prompt": self.processor.prompt(CAPTION_QUESTION, r["duration"]),
-                 "target": self.processor.answer(caption(self.data.annotation(r["track_id"]))), "track_id": r["track_id"]}
-                for r in tracks.to_dict("records")]
+        tracks = self.data.tracks("train").to_dict("records")
         st = self.cfg.stage2
+        if self.kind == "must":
+            if not st.train_lm:
+                for p in self.model.model.language_model.parameters():
+                    p.requires_grad_(False)
+            feats = self.data.features(self.model, "stage1", self.data.tracks("train"), *rank_world())
+            rows = [{"prompt": self.processor.prompt(CAPTION_QUESTION, r["duration"]),
+                     "target": self.processor.answer(caption(self.data.annotation(r["track_id"]))), "track_id": r["track_id"]}
+                    for r in tracks]
+            dataset, collator = PromptTargetDataset(rows, self.processor.tokenizer), AudioCollator(self.processor.tokenizer.pad_token_id, feats)
+        else:
+            from stages.hf_audio import HFChatDataset, HFCollator, chat_prompt
+
+            self.model = get_peft_model(self.model, lora_config(self.kind, 16, 32))
+            rows = [{"prompt": chat_prompt(self.processor, CAPTION_QUESTION, ""), "target": " " + caption(self.data.annotation(r["track_id"])),
+                     "track_id": r["track_id"], "audio": r["audio"]} for r in tracks]
+            dataset, collator = HFChatDataset(rows), HFCollator(self.processor, self.data)
         self.trainer = Trainer(model=self.model, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
-                               train_dataset=PromptTargetDataset(rows, self.processor.tokenizer),
-                               data_collator=AudioCollator(self.processor.tokenizer.pad_token_id, feats),
+                               train_dataset=dataset, data_collator=collator,
                                callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 2)])
 
     def train(self) -> None:
@@ -53,7 +63,10 @@ class LMStageRecipe:
 
     def save_checkpoint(self) -> None:
         """``final/`` (safetensors) and the done marker."""
-        save_must(self.model, self.processor, self.sdir / "final")
+        if self.kind != "must":
+            finish_lora_stage(2, self.out, self.trainer, self.processor, self.cfg, check=False)
+            return
+        save_any(self.kind, self.model, self.processor, self.sdir / "final")
         mark_done(self.out, 2, {"train_loss": self.trainer.state.log_history[-1].get("train_loss")})
         barrier()
 

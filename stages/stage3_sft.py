@@ -7,18 +7,18 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from peft import LoraConfig, get_peft_model
+from peft import get_peft_model
 from transformers import Trainer, TrainingArguments
 
-from stages.common import JsonlLogger, finish_lora_stage, load_must, rank_world, resume_point, stage_dir, trainer_kwargs
+from stages.common import (JsonlLogger, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, rank_world,
+                           resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData
 from stages.sequences import AudioCollator, PromptTargetDataset
 
-__all__ = ["SFTStageRecipe", "LORA_TARGETS", "balanced"]
+__all__ = ["SFTStageRecipe", "balanced"]
 
 log = logging.getLogger(__name__)
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def balanced(examples: list[dict], seed: int) -> list[dict]:
@@ -40,26 +40,30 @@ class SFTStageRecipe:
 
     def __init__(self, cfg: TrainConfig, out: Path):
         self.cfg, self.out, self.sdir = cfg, out, stage_dir(out, 3)
+        self.kind = cfg.model.kind
 
     def setup(self) -> None:
-        """Load the previous stage, add LoRA, build balanced answer-only sequences and the Trainer."""
+        """Load stage 2, add LoRA, build balanced answer-only sequences and the Trainer."""
         self.sdir.mkdir(parents=True, exist_ok=True)
-        self.base, self.processor = load_must(stage_dir(self.out, 2) / "final")
-        for p in self.base.model.encoder.parameters():
-            p.requires_grad_(False)
+        base, self.processor = load_stage_model(self.cfg, stage_dir(self.out, 2) / "final")
+        freeze_audio_encoder(self.kind, base)
         st = self.cfg.stage3
-        lora = LoraConfig(r=st.lora_r, lora_alpha=st.lora_alpha, lora_dropout=st.lora_dropout, target_modules=LORA_TARGETS,
-                          modules_to_save=["projector"], task_type="CAUSAL_LM")
-        self.model = get_peft_model(self.base, lora)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
-        rank, world = rank_world()
-        feats = self.data.features(self.base, "stage1", self.data.tracks("train"), rank, world)
-        rows = [{"prompt": self.processor.prompt(e["question"], e["duration"], e["instruction"]),
-                 "target": self.processor.answer(e["answer"]), "track_id": e["track_id"]}
-                for e in balanced(self.data.examples("train", st.tasks), self.cfg.seed)]
+        examples = balanced(self.data.examples("train", st.tasks), self.cfg.seed)
+        if self.kind == "must":
+            feats = self.data.features(base, "stage1", self.data.tracks("train"), *rank_world())
+            rows = [{"prompt": self.processor.prompt(e["question"], e["duration"], e["instruction"]),
+                     "target": self.processor.answer(e["answer"]), "track_id": e["track_id"]} for e in examples]
+            dataset, collator = PromptTargetDataset(rows, self.processor.tokenizer), AudioCollator(self.processor.tokenizer.pad_token_id, feats)
+        else:
+            from stages.hf_audio import HFChatDataset, HFCollator, chat_prompt
+
+            rows = [{"prompt": chat_prompt(self.processor, e["question"], e["instruction"]), "target": " " + e["answer"],
+                     "track_id": e["track_id"], "audio": e["audio"]} for e in examples]
+            dataset, collator = HFChatDataset(rows), HFCollator(self.processor, self.data)
+        self.model = get_peft_model(base, lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout))
         self.trainer = Trainer(model=self.model, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
-                               train_dataset=PromptTargetDataset(rows, self.processor.tokenizer),
-                               data_collator=AudioCollator(self.processor.tokenizer.pad_token_id, feats),
+                               train_dataset=dataset, data_collator=collator,
                                callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 3)])
 
     def train(self) -> None:
@@ -68,7 +72,7 @@ class SFTStageRecipe:
 
     def save_checkpoint(self) -> None:
         """Merge LoRA into the weights, save ``final/``, validate on val questions."""
-        finish_lora_stage(3, self.out, self.trainer, self.processor, self.data, self.cfg)
+        finish_lora_stage(3, self.out, self.trainer, self.processor, self.cfg)
 
     def cleanup(self) -> None:
         """Release the trainer."""

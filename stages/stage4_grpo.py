@@ -1,7 +1,7 @@
 """Stage 4 — GRPO with TRL's ``GRPOTrainer`` and rewards from ``rewards/`` (timestamp reward for TSG,
 interval IoU for MTR, accuracy for the multiple-choice tasks, format …); group size, β and temperature
-from the config. TRL has no audio input path: prompts name their audio with ``<|audio_key|> K`` and the
-model resolves K from its feature store (see :mod:`must.model.modeling`), so prompts stay plain text."""
+from the config. TRL has no audio input path: prompts name their audio with a key the model resolves from
+a feature store (MusT: ``<|audio_key|> K``; an hf audio-LM: ``audio id K``), so prompts stay plain text."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import logging
 from pathlib import Path
 
 import datasets
-from peft import LoraConfig
 from trl import GRPOConfig, GRPOTrainer
 
 from rewards import build_reward_funcs, load_reward_config
-from stages.common import JsonlLogger, finish_lora_stage, load_must, rank_world, resume_point, stage_dir, trainer_kwargs
+from stages.common import (JsonlLogger, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, rank_world,
+                           resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData
-from stages.stage3_sft import LORA_TARGETS, balanced
+from stages.stage3_sft import balanced
 
 __all__ = ["GRPOStageRecipe"]
 
@@ -28,29 +28,47 @@ class GRPOStageRecipe:
 
     def __init__(self, cfg: TrainConfig, out: Path):
         self.cfg, self.out, self.sdir = cfg, out, stage_dir(out, 4)
+        self.kind = cfg.model.kind
+
+    def _prompts(self, model, examples: list[dict]) -> tuple[list[str], object]:
+        tracks = self.data.tracks("train")
+        keys = {tid: k for k, tid in enumerate(tracks.track_id)}
+        if self.kind == "must":
+            feats = self.data.features(model, "stage1", tracks, *rank_world())
+            model.audio_store.update({keys[t]: f for t, f in feats.items()})
+            prompts = [self.processor.prompt(e["question"], e["duration"], e["instruction"], key=keys[e["track_id"]]) for e in examples]
+            return prompts, self.processor.tokenizer
+        from stages.hf_audio import attach_audio_store, chat_prompt
+
+        fe = self.processor.feature_extractor
+        store, n_tokens = {}, 0
+        for r in tracks.to_dict("records"):
+            wave = self.data.wave(r["track_id"], r["audio"], fe.sampling_rate)[: int(fe.chunk_length * fe.sampling_rate)]
+            f = fe(wave, sampling_rate=fe.sampling_rate, return_tensors="pt", return_attention_mask=True, padding="max_length")
+            store[keys[r["track_id"]]] = {"input_features": f["input_features"][0], "feature_attention_mask": f["attention_mask"][0]}
+            n_tokens = (((f["input_features"].shape[-1] - 1) // 2 + 1) - 2) // 2 + 1
+        attach_audio_store(model, self.processor.tokenizer, store)
+        prompts = [chat_prompt(self.processor, e["question"], e["instruction"], key=keys[e["track_id"]], expanded=n_tokens)
+                   for e in examples]
+        return prompts, self.processor.tokenizer
 
     def setup(self) -> None:
         """Load stage 3, fill the audio store, build the prompt dataset, rewards and the GRPO trainer."""
         self.sdir.mkdir(parents=True, exist_ok=True)
-        model, self.processor = load_must(stage_dir(self.out, 3) / "final")
-        for p in model.model.encoder.parameters():
-            p.requires_grad_(False)
+        model, self.processor = load_stage_model(self.cfg, stage_dir(self.out, 3) / "final")
+        freeze_audio_encoder(self.kind, model)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
-        tracks = self.data.tracks("train")
-        rank, world = rank_world()
-        feats = self.data.features(model, "stage1", tracks, rank, world)
-        keys = {tid: k for k, tid in enumerate(tracks.track_id)}
-        model.audio_store.update({keys[t]: f for t, f in feats.items()})
         st = self.cfg.stage4
-        rows = [{"prompt": self.processor.prompt(e["question"], e["duration"], e["instruction"], key=keys[e["track_id"]]),
-                 **{k: e[k] for k in ("task", "answer", "answers", "duration", "question", "qa_type")}}
-                for e in balanced(self.data.examples("train", st.tasks), self.cfg.seed)]
+        examples = balanced(self.data.examples("train", st.tasks), self.cfg.seed)
+        prompts, tok = self._prompts(model, examples)
+        rows = [{"prompt": p, **{k: e[k] for k in ("task", "answer", "answers", "duration", "question", "qa_type")}}
+                for p, e in zip(prompts, examples)]
         funcs, weights = build_reward_funcs(load_reward_config(st.rewards))
-        tok = self.processor.tokenizer
         args = GRPOConfig(**trainer_kwargs(st, self.sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,
                           temperature=st.temperature, max_completion_length=st.max_completion_length,
                           reward_weights=weights, log_completions=False, bf16=False)
-        lora = LoraConfig(r=st.lora_r, lora_alpha=st.lora_alpha, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+        lora = lora_config(self.kind, st.lora_r, st.lora_alpha)
+        lora.modules_to_save = None  # GRPO adapts the LM only
         self.trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
                                    processing_class=tok, peft_config=lora,
                                    callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 4)])
@@ -61,7 +79,7 @@ class GRPOStageRecipe:
 
     def save_checkpoint(self) -> None:
         """Merge LoRA into the weights, save ``final/``, validate on val questions."""
-        finish_lora_stage(4, self.out, self.trainer, self.processor, self.data, self.cfg)
+        finish_lora_stage(4, self.out, self.trainer, self.processor, self.cfg)
 
     def cleanup(self) -> None:
         """Release the trainer."""

@@ -83,7 +83,7 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
 
 
 def _ensure_registered() -> None:
-    for module in ("must.models.adapters", "must.models.hf", "must.models.openai", "bench.baselines"):
+    for module in ("must.models.adapters", "must.models.hf", "must.models.openai", "must.models.must_model", "bench.baselines"):
         importlib.import_module(module)
 
 

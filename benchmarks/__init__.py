@@ -1,0 +1,1 @@
+"""Measured performance and quality figures: ``python -m benchmarks all [--quick] --out DIR``."""

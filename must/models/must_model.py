@@ -1,0 +1,57 @@
+"""``must:CHECKPOINT`` — the suite's own MusT model, from any stage's ``final/`` directory (safetensors)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from must.models.base import Model, ModelError, Request, register_model
+
+__all__ = ["MusTAdapter"]
+
+
+@register_model("must")
+class MusTAdapter(Model):
+    """Greedy answers from a MusT checkpoint; audio features are computed once per track."""
+
+    def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64):
+        import torch
+
+        from bench.evaluate.prompts import load_prompts
+        from must.model import MusTForCausalLM, MusTProcessor
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        self.model = MusTForCausalLM.from_pretrained(path).eval()
+        self.processor = MusTProcessor.from_pretrained(path, self.model.config.max_seconds)
+        # MusT was trained with the default answer-format instructions; keep them whatever the run's prompts
+        self.instructions = load_prompts().instructions
+        self.max_new_tokens = max_new_tokens
+        self._features: OrderedDict = OrderedDict()
+        self._cache_tracks = cache_tracks
+        self.name = f"must:{path.rstrip('/').split('/')[-2] if path.rstrip('/').endswith('final') else path.rstrip('/').split('/')[-1]}"
+
+    def _features_for(self, audio: str):
+        if audio not in self._features:
+            self._features[audio] = self.model.encode_audio(self.processor.load_audio(audio))
+            if len(self._features) > self._cache_tracks:
+                self._features.popitem(last=False)
+        return self._features[audio]
+
+    def generate(self, requests: list[Request]) -> list[str | BaseException]:
+        """Answers for a batch (an item whose audio fails is returned as its error)."""
+        from must.model.inference import answer_batch
+
+        out: list[str | BaseException] = [ModelError("not run")] * len(requests)
+        ok, feats, items = [], [], []
+        for i, r in enumerate(requests):
+            try:
+                feats.append(self._features_for(r.audio))
+            except Exception as e:  # unreadable audio for one item
+                out[i] = ModelError(f"{type(e).__name__}: {e}")
+                continue
+            ok.append(i)
+            items.append({"question": r.question, "duration": float(r.duration or len(feats[-1]) / 10),
+                          "instruction": self.instructions.get(r.task, "")})
+        if ok:
+            for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens)):
+                out[i] = a
+        return out

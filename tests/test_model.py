@@ -1,0 +1,76 @@
+"""MusT-small: tokenizer time tokens, audio injection, generation, audio store, save/load (safetensors)."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
+from must.model.modeling import time_features
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    proc = MusTProcessor.build(["When does the piano first start to play?", "The drums enter and the tempo speeds up."],
+                               max_seconds=120)
+    cfg = MusTConfig(sources=["piano", "drums"], encoder_dim=32, encoder_layers=1, max_seconds=120,
+                     text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512),
+                     **proc.config_ids())
+    torch.manual_seed(0)
+    return MusTForCausalLM(cfg).eval(), proc
+
+
+def test_time_tokens_are_single_contiguous_tokens(tiny):
+    _, proc = tiny
+    tok = proc.tokenizer
+    ids = proc.config_ids()
+    assert tok.tokenize("at 1:05, the 0:57-1:12.") == ["at", "1:05", ",", "the", "0:57", "-", "1:12", "."]
+    assert tok.convert_tokens_to_ids("1:05") - ids["time_token_offset"] == 65
+    assert tok.convert_tokens_to_ids("2:00") - ids["time_token_offset"] == 120
+    assert proc.decode(tok("0:57 - 1:12")["input_ids"]) in ("0:57 - 1:12", "0:57-1:12")
+    assert len(ids["digit_token_ids"]) == 10 and len(set(ids["digit_token_ids"])) == 10
+
+
+def test_encoder_frame_rate_and_time_features(tiny):
+    model, _ = tiny
+    feats = model.encode_audio(np.zeros(16000 * 12, np.float32))
+    assert feats.shape == (120, 32 + model.config.n_heads_out)  # 10 Hz, encoder dim + head probabilities
+    t = time_features(torch.tensor([0.0, 30.0]))
+    assert t.shape == (2, 16) and not torch.allclose(t[0], t[1])
+
+
+def test_audio_is_added_only_at_time_tokens(tiny):
+    model, proc = tiny
+    enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 5.0)], return_tensors="pt")
+    ids = enc["input_ids"][0]
+    base = model.model.embed(enc["input_ids"])
+    feats = torch.randn(50, 32 + model.config.n_heads_out)
+    with_audio = model.model.embed(enc["input_ids"], [feats])
+    changed = (base - with_audio).abs().sum(-1)[0] > 0
+    secs = ids - model.config.time_token_offset
+    in_span = (secs >= 0) & (secs < 5)
+    assert changed.tolist() == in_span.tolist() and int(in_span.sum()) == 5
+    proj = model.model.project(feats)
+    assert proj.shape == (5, 32)
+    pos = int(torch.nonzero(in_span)[2])  # the third time token is second 2
+    assert torch.allclose(with_audio[0, pos] - base[0, pos], proj[2])
+
+
+def test_generate_and_store_and_round_trip(tiny, tmp_path):
+    model, proc = tiny
+    feats = model.encode_audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 8).astype(np.float32))
+    enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 8.0)], return_tensors="pt")
+    g1 = model.generate(**enc, audio_features=[feats], max_new_tokens=4, do_sample=False)
+    assert g1.shape[1] == enc["input_ids"].shape[1] + 4
+    model.audio_store[17] = feats
+    keyed = proc.tokenizer([proc.prompt("When does the piano first start to play?", 8.0, key=17)], return_tensors="pt")
+    other = proc.tokenizer([proc.prompt("When does the piano first start to play?", 8.0, key=18)], return_tensors="pt")
+    assert not torch.allclose(model(**keyed).logits[0, -1], model(**other).logits[0, -1])
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is MusTForCausalLM
+    assert torch.allclose(loaded(**enc, audio_features=[feats]).logits, model(**enc, audio_features=[feats]).logits, atol=1e-5)
+    assert torch.allclose(loaded.encode_audio(np.zeros(16000, np.float32)), model.encode_audio(np.zeros(16000, np.float32)), atol=1e-5)

@@ -1,0 +1,40 @@
+"""Training data built from annotations: frame targets, captions, task balance."""
+
+import numpy as np
+
+from must.annotation import Event, Rhythm, Source, TrackAnnotation
+from stages.data import caption, frame_targets
+from stages.stage3_sft import balanced
+
+
+def ann():
+    a = TrackAnnotation("t", 10.0, [Source("piano"), Source("drums", "drums")],
+                        activity={"piano": [(0.0, 10.0)], "drums": [(4.0, 8.0)]}, tempo=[(0.0, 100.0)],
+                        regions={"highest": [(5.0, 7.0)]})
+    a.transitions = [Event(4.0, "enter", "drums"), Event(8.0, "exit", "drums")]
+    a.rhythm = Rhythm("paper", 6.0, 0.25, 22050, 100.0, [0.0, 6.0], [100.0, 140.0], [False, True])
+    a.segment_sources = [(0.0, 6.0, ["piano"]), (6.0, 10.0, ["drums", "piano"])]
+    return a
+
+
+def test_frame_targets_by_hand():
+    t = frame_targets(ann(), 100, 10, ["piano", "drums", "violin"], sigma=0.3)
+    assert t["transition"][40] == 1.0 and t["transition"][80] == 1.0
+    assert abs(t["transition"][43] - np.exp(-(0.3 ** 2) / (2 * 0.3 ** 2))) < 1e-6  # 0.3 s away
+    assert t["activity"][:, 0].sum() == 100 and t["activity"][:, 1].sum() == 40 and t["activity"][:, 2].sum() == 0
+    assert t["rhythm"][:60].sum() == 0 and t["rhythm"][60:].sum() == 40
+    assert t["amuse"][59].tolist() == [1, 0, 0] and t["amuse"][60].tolist() == [1, 1, 0]
+
+
+def test_caption_mentions_spans_transitions_and_regions():
+    c = caption(ann())
+    assert c.startswith("[0:00-0:04] piano, 100 bpm. [0:04] the drums enter.")
+    assert "[0:04-0:08] piano and drums, 100 bpm." in c and "[0:08] the drums stop." in c
+    assert c.endswith("[0:05-0:07] highest intensity.")
+
+
+def test_balanced_oversamples_each_task_to_the_largest():
+    ex = [{"task": "TSG", "i": i} for i in range(6)] + [{"task": "MTR", "i": i} for i in range(2)]
+    out = balanced(ex, seed=0)
+    assert sum(e["task"] == "TSG" for e in out) == 6 and sum(e["task"] == "MTR" for e in out) == 6
+    assert {e["i"] for e in out if e["task"] == "TSG"} == set(range(6))
