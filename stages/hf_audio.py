@@ -3,8 +3,9 @@
 - Stage 1 trains the audio tower with frame-level heads (same targets as MusT, at the tower's frame rate,
   on windows of the tower's length); stages 2–4 add LoRA to the language model and train the projector fully.
 - Audio reaches the model through its own processor (``input_features``). For TRL's GRPO, whose prompts are
-  text only, :func:`attach_audio_store` patches the inner model so a prompt that says ``audio id K`` gets
-  ``input_features`` from a store — the same idea as MusT's key store, for a model we do not own.
+  text only, :func:`attach_audio_store` patches the inner model so a prompt whose audio placeholder is
+  preceded by ``[K]`` gets ``input_features`` from a store — the same idea as MusT's key store, for a model
+  we do not own.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import torch
 from torch import nn
 
 __all__ = ["load_hf", "save_hf", "TowerObjective", "TowerCrops", "HFChatDataset", "HFCollator", "attach_audio_store",
-           "chat_prompt", "LORA_TARGETS_HF"]
+           "chat_prompt", "LORA_TARGETS_HF", "audio_token_count"]
 
 LORA_TARGETS_HF = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-_KEY = re.compile(r"audio id (\d+)")
+_KEY = re.compile(r"\[\s*(\d+)\s*\]\s*$")
 
 
 def load_hf(path: str | Path):
@@ -47,7 +48,7 @@ def chat_prompt(processor, question: str, instruction: str, key: int | None = No
     audio = _audio_placeholder(processor)
     if expanded:
         audio = audio.replace(processor.audio_token, processor.audio_token * expanded)
-    ident = f"audio id {key}: " if key is not None else ""
+    ident = f"[{key}] " if key is not None else ""
     messages = [{"role": "user", "content": [{"type": "text", "text": f"{ident}{audio} {question} {instruction}"}]}]
     if getattr(processor, "chat_template", None):
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -141,16 +142,25 @@ class HFCollator:
         return dict(enc)
 
 
+def audio_token_count(feature_attention_mask: torch.Tensor) -> int:
+    """Audio tokens the processor would insert for a clip (Whisper conv stride 2, then pooling stride 2)."""
+    frames = int(feature_attention_mask.sum())
+    return (((frames - 1) // 2 + 1) - 2) // 2 + 1
+
+
 def attach_audio_store(model, tokenizer, store: dict[int, dict[str, torch.Tensor]]) -> None:
-    """Make ``model.model`` fetch ``input_features`` for prompts containing ``audio id K`` from ``store[K]``."""
+    """Make ``model.model`` fetch ``input_features`` for prompts whose audio placeholder follows ``[K]`` from ``store[K]``."""
     inner = model.model
     original = inner.forward
+    bos = tokenizer.convert_tokens_to_ids("<|audio_bos|>")
 
     def forward(*args, input_ids=None, input_features=None, feature_attention_mask=None, **kwargs):
         if input_features is None and input_ids is not None and input_ids.shape[1] > 1:
             feats, masks = [], []
             for row in input_ids:
-                m = _KEY.search(tokenizer.decode(row[:64], skip_special_tokens=True))
+                ids = row.tolist()
+                at = ids.index(bos) if bos in ids else 0
+                m = _KEY.search(tokenizer.decode(ids[max(0, at - 12) : at], skip_special_tokens=True))
                 if m and int(m.group(1)) in store:
                     feats.append(store[int(m.group(1))]["input_features"])
                     masks.append(store[int(m.group(1))]["feature_attention_mask"])

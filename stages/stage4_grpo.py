@@ -1,7 +1,7 @@
 """Stage 4 — GRPO with TRL's ``GRPOTrainer`` and rewards from ``rewards/`` (timestamp reward for TSG,
 interval IoU for MTR, accuracy for the multiple-choice tasks, format …); group size, β and temperature
 from the config. TRL has no audio input path: prompts name their audio with a key the model resolves from
-a feature store (MusT: ``<|audio_key|> K``; an hf audio-LM: ``audio id K``), so prompts stay plain text."""
+a feature store (MusT: ``<|audio_key|> K``; an hf audio-LM: ``[K]`` before its audio placeholder), so prompts stay plain text."""
 
 from __future__ import annotations
 
@@ -38,18 +38,18 @@ class GRPOStageRecipe:
             model.audio_store.update({keys[t]: f for t, f in feats.items()})
             prompts = [self.processor.prompt(e["question"], e["duration"], e["instruction"], key=keys[e["track_id"]]) for e in examples]
             return prompts, self.processor.tokenizer
-        from stages.hf_audio import attach_audio_store, chat_prompt
+        from stages.hf_audio import attach_audio_store, audio_token_count, chat_prompt
 
         fe = self.processor.feature_extractor
-        store, n_tokens = {}, 0
+        store, n_tokens = {}, {}
         for r in tracks.to_dict("records"):
             wave = self.data.wave(r["track_id"], r["audio"], fe.sampling_rate)[: int(fe.chunk_length * fe.sampling_rate)]
             f = fe(wave, sampling_rate=fe.sampling_rate, return_tensors="pt", return_attention_mask=True, padding="max_length")
             store[keys[r["track_id"]]] = {"input_features": f["input_features"][0], "feature_attention_mask": f["attention_mask"][0]}
-            n_tokens = (((f["input_features"].shape[-1] - 1) // 2 + 1) - 2) // 2 + 1
+            n_tokens[r["track_id"]] = audio_token_count(f["attention_mask"][0])
         attach_audio_store(model, self.processor.tokenizer, store)
-        prompts = [chat_prompt(self.processor, e["question"], e["instruction"], key=keys[e["track_id"]], expanded=n_tokens)
-                   for e in examples]
+        prompts = [chat_prompt(self.processor, e["question"], e["instruction"], key=keys[e["track_id"]],
+                               expanded=n_tokens[e["track_id"]]) for e in examples]
         return prompts, self.processor.tokenizer
 
     def setup(self) -> None:

@@ -94,3 +94,21 @@ def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_r
     assert a.keys() == b.keys()
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert worst < 1e-4, f"resumed weights differ from the uninterrupted run by {worst}"
+
+
+def test_qwen2_audio_style_model_through_the_same_recipes(smoke_run, tmp_path):
+    import pandas as pd
+
+    from must.tiny_models import build_tiny_qwen2_audio
+
+    bench = smoke_run.parent / "bench"
+    train_df = pd.read_parquet(bench / "parquet" / "train.parquet")
+    path = build_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", list(train_df.question) + list(train_df.answer))
+    out = tmp_path / "hf-run"
+    train(out, "model.kind=hf", f"model.path={path}", "val_items=6")
+    for name in ("stage1_encoder", "stage2_lm", "stage3_sft", "stage4_grpo"):
+        assert (out / name / "final" / "model.safetensors").exists(), name
+    assert (out / "stage1_encoder" / "final" / "frame_heads.safetensors").exists()
+    assert (out / "stage3_sft" / "adapter" / "adapter_config.json").exists()
+    grpo = (out / "stage4_grpo" / "metrics.jsonl").read_text()
+    assert "rewards/timestamp_exp/mean" in grpo
