@@ -56,7 +56,9 @@ def clean_text(text: Any) -> str:
         text = text.decode("utf-8", errors="replace")
     if not isinstance(text, str):
         text = str(text)
-    return _CONTROL.sub(" ", text[:MAX_ANSWER_CHARS])
+    # lone surrogates (invalid UTF-16 halves from broken decoders) crash tokenizers downstream
+    text = text[:MAX_ANSWER_CHARS].encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL.sub(" ", text)
 
 
 # Fast paths for the common answer shapes. They are taken only when they provably agree with the

@@ -75,8 +75,9 @@ class EncoderCrops(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, i])
         start = float(rng.uniform(0, max(0.0, total - self.crop)))
         start = round(start * self.fr) / self.fr
-        seg = wave[int(start * sr) : int((start + self.crop) * sr)]
-        seg = np.pad(seg, (0, int(self.crop * sr) - len(seg)))
+        length = int(self.crop * sr)
+        seg = wave[int(start * sr) : int(start * sr) + length]
+        seg = np.pad(seg, (0, length - len(seg)))
         n = int(self.crop * self.fr)
         full = frame_targets(ann, int(np.ceil(total * self.fr)) + n, self.fr, SOURCES, self.sigma)
         a = int(start * self.fr)
