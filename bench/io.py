@@ -10,7 +10,7 @@ import pandas as pd
 
 from must.schema import BenchFormatError, read_parquet_bench, validate_bench
 
-__all__ = ["load_bench", "read_avqa_json", "read_predictions", "bench_root"]
+__all__ = ["load_bench", "read_avqa_json", "read_predictions", "bench_root", "iter_jsonl"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,20 @@ def load_bench(path: str | Path, split: str | None = None) -> pd.DataFrame:
     return df
 
 
+def iter_jsonl(path: str | Path):
+    """``(line number, record or None, problem or None)`` for each non-empty line (bytes that are not UTF-8 replaced)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield n, None, f"not valid JSON ({e.msg})"
+                continue
+            yield (n, rec, None) if isinstance(rec, dict) else (n, None, "expected a JSON object")
+
+
 def read_predictions(path: str | Path) -> dict[str, str]:
     """Predictions by id from JSONL/JSON, Parquet or CSV with ``id`` (or ``question_id``) and ``prediction``.
 
@@ -99,17 +113,10 @@ def read_predictions(path: str | Path) -> dict[str, str]:
         where = "row"
     else:
         records, where = [], "line"
-        with open(p, encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise BenchFormatError(f"{p}: line {n}: not valid JSON ({e.msg})") from e
-                if not isinstance(rec, dict):
-                    raise BenchFormatError(f"{p}: line {n}: expected a JSON object")
-                records.append(rec)
+        for n, rec, problem in iter_jsonl(p):
+            if problem:
+                raise BenchFormatError(f"{p}: line {n}: {problem}")
+            records.append(rec)
     out: dict[str, str] = {}
     for n, rec in enumerate(records, 1):
         key = rec.get("id", rec.get("question_id"))

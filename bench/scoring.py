@@ -8,7 +8,7 @@ evaluation streams); :func:`summarize` aggregates item results into the score JS
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -197,7 +197,3 @@ def score_predictions(
     info = scorer.describe() if any(r.task == "TAD" for r in results) else None
     return results, summarize(results, info)
 
-
-def status_counts(results: list[ItemResult]) -> Counter:
-    """How many items ended in each status."""
-    return Counter(r.status for r in results)

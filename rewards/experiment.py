@@ -9,7 +9,6 @@ question copied back), each compared with the reward the reference answer gets.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.io import iter_jsonl
 from bench.scoring import TextScorer, score_item
 from must.timecode import format_interval, format_time
 from rewards.composite import RewardConfig, composite_reward
@@ -36,13 +36,9 @@ def load_completions(paths: list[str | Path]) -> dict[str, list[str]]:
         if not files:
             raise FileNotFoundError(f"{p}: no predictions*.jsonl")
         for f in files:
-            for n, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    raise ValueError(f"{f}: line {n}: not valid JSON") from None
+            for n, rec, problem in iter_jsonl(f):
+                if problem:
+                    raise ValueError(f"{f}: line {n}: {problem}")
                 key = str(rec.get("id", rec.get("question_id")))
                 if "completions" in rec:
                     out[key] += [str(c) for c in rec["completions"]]

@@ -21,7 +21,7 @@ from bench.tasks.phrasing import join_clauses, moment_option
 from must.annotation import TrackAnnotation
 from must.timecode import format_time
 
-__all__ = ["SOURCES", "TrainData", "frame_targets", "caption"]
+__all__ = ["SOURCES", "TrainData", "RepeatedTracks", "frame_targets", "caption"]
 
 log = logging.getLogger(__name__)
 SOURCES = [v.name for v in PALETTE]
@@ -142,3 +142,19 @@ class TrainData:
                         "answers": [str(a) for a in r["answers"]], "duration": float(r["duration"]),
                         "qa_type": _text(r.get("qa_type")), "category": _text(r.get("category")), "audio": r["audio"]})
         return out
+
+
+class RepeatedTracks(torch.utils.data.Dataset):
+    """The train tracks repeated ``repeats`` times; index ``i`` is track ``i mod n`` (crops seeded by ``i``)."""
+
+    def __init__(self, data: TrainData, repeats: int, seed: int):
+        self.data, self.seed = data, seed
+        self.tracks = data.tracks("train").to_dict("records")
+        self.n = len(self.tracks) * repeats
+
+    def __len__(self) -> int:
+        return self.n
+
+    def track(self, i: int) -> dict[str, Any]:
+        """The track behind index ``i``."""
+        return self.tracks[i % len(self.tracks)]

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.data import RepeatedTracks, frame_targets
+
 __all__ = ["load_hf", "save_hf", "TowerObjective", "TowerCrops", "HFChatDataset", "HFCollator", "attach_audio_store",
            "chat_prompt", "LORA_TARGETS_HF", "audio_token_count"]
 
@@ -77,21 +79,15 @@ class TowerObjective(nn.Module):
         return {"loss": loss}
 
 
-class TowerCrops(torch.utils.data.Dataset):
+class TowerCrops(RepeatedTracks):
     """Windows of the tower's length (30 s for Whisper-style towers) with frame targets at ``frames`` per window."""
 
     def __init__(self, data, processor, frames: int, window: float, sources: list[str], sigma: float, repeats: int, seed: int):
-        self.data, self.proc, self.frames, self.window, self.sources, self.sigma, self.seed = data, processor, frames, window, sources, sigma, seed
-        self.tracks = data.tracks("train").to_dict("records")
-        self.n = len(self.tracks) * repeats
-
-    def __len__(self) -> int:
-        return self.n
+        super().__init__(data, repeats, seed)
+        self.proc, self.frames, self.window, self.sources, self.sigma = processor, frames, window, sources, sigma
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        from stages.data import frame_targets
-
-        r = self.tracks[i % len(self.tracks)]
+        r = self.track(i)
         sr = self.proc.feature_extractor.sampling_rate
         wave = self.data.wave(r["track_id"], r["audio"], sr)
         total = len(wave) / sr

@@ -16,7 +16,7 @@ from must.model import MusTProcessor
 from stages.common import (JsonlLogger, append_metrics, barrier, mark_done, new_must_model, rank_world, resume_point, save_any,
                            stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
-from stages.data import SOURCES, TrainData, caption, frame_targets
+from stages.data import SOURCES, RepeatedTracks, TrainData, caption, frame_targets
 
 __all__ = ["EncoderObjective", "EncoderCrops", "EncoderStageRecipe"]
 
@@ -55,19 +55,15 @@ class EncoderObjective(nn.Module):
         return {"loss": l_tr + l_act + self.aux * l_aux}
 
 
-class EncoderCrops(torch.utils.data.Dataset):
+class EncoderCrops(RepeatedTracks):
     """Random crops (seeded per index, so a resumed run sees the same data) with their frame targets."""
 
     def __init__(self, data: TrainData, crop_seconds: float, sigma: float, frame_rate: int, repeats: int, seed: int):
-        self.data, self.crop, self.sigma, self.fr, self.seed = data, crop_seconds, sigma, frame_rate, seed
-        self.tracks = data.tracks("train").to_dict("records")
-        self.n = len(self.tracks) * repeats
-
-    def __len__(self) -> int:
-        return self.n
+        super().__init__(data, repeats, seed)
+        self.crop, self.sigma, self.fr = crop_seconds, sigma, frame_rate
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        r = self.tracks[i % len(self.tracks)]
+        r = self.track(i)
         wave = self.data.wave(r["track_id"], r["audio"])
         ann = self.data.annotation(r["track_id"])
         sr = 16000

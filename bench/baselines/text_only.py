@@ -88,18 +88,13 @@ class TextOnlyBaseline(Model):
         self.prior.fit(train)
         if train is None or train.empty:
             return
-        texts, labels = [], []
-        for _, r in train[train.task == "LTR"].iterrows():
-            for letter, opt in option_texts(r.question).items():
-                texts.append(_ltr_features(r.question, opt))
-                labels.append(int(letter == r.answer))
-        self.ltr.fit(texts, labels)
-        texts, labels = [], []
-        for _, r in train[train.task == "GTO"].iterrows():
-            for letter, opt in option_texts(r.question).items():
-                texts.append(_gto_features(r.question, opt))
-                labels.append(int(letter == r.answer))
-        self.gto.fit(texts, labels)
+        for task, ranker, features in (("LTR", self.ltr, _ltr_features), ("GTO", self.gto, _gto_features)):
+            texts, labels = [], []
+            for _, r in train[train.task == task].iterrows():
+                for letter, opt in option_texts(r.question).items():
+                    texts.append(features(r.question, opt))
+                    labels.append(int(letter == r.answer))
+            ranker.fit(texts, labels)
         times = defaultdict(list)
         for _, r in train[train.task == "TSG"].iterrows():
             times[(question_source(r.question) or "", r.qa_type)].append(parse_time(r.answer))

@@ -73,6 +73,15 @@ def _worst(run: dict[str, Any], n: int = 3) -> list[str]:
     return out
 
 
+def _save(fig, out: Path, name: str, written: list[str]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    written.append(name)
+
+
 def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     import matplotlib
 
@@ -90,10 +99,7 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, ncol=min(len(runs), 4))
     ax.set_title("MusTBench sub-metrics")
-    fig.tight_layout()
-    fig.savefig(out / "tasks.png", dpi=110)
-    plt.close(fig)
-    written.append("tasks.png")
+    _save(fig, out, "tasks.png", written)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = [0, 1, 2, 3, 5, 10, 20, 40, 80, 160, 1e9]
@@ -107,10 +113,7 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     ax.axvline(2.5, color="grey", ls=":")
     ax.legend(fontsize=8)
     ax.set_title("TSG time error (Hit@3s left of the dotted line)")
-    fig.tight_layout()
-    fig.savefig(out / "tsg_errors.png", dpi=110)
-    plt.close(fig)
-    written.append("tsg_errors.png")
+    _save(fig, out, "tsg_errors.png", written)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in runs:
@@ -121,10 +124,7 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     ax.set_ylabel("questions")
     ax.legend(fontsize=8)
     ax.set_title("MTR IoU distribution")
-    fig.tight_layout()
-    fig.savefig(out / "mtr_iou.png", dpi=110)
-    plt.close(fig)
-    written.append("mtr_iou.png")
+    _save(fig, out, "mtr_iou.png", written)
 
     mc = [(r, t) for r in runs for t in ("LTR", "GTO") if any(i["task"] == t for i in r["items"])]
     if mc:
@@ -142,10 +142,7 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
             ax.set_title(f"{r['name']} {t}", fontsize=8)
             ax.set_xlabel("predicted", fontsize=7)
             ax.set_ylabel("true", fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "letters.png", dpi=110)
-        plt.close(fig)
-        written.append("letters.png")
+        _save(fig, out, "letters.png", written)
     return written
 
 

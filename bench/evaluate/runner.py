@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench.evaluate.prompts import PromptConfig, load_prompts
-from bench.io import load_bench
+from bench.io import iter_jsonl, load_bench
 from bench.scoring import ItemResult, TextScorer, score_item, summarize
 from must.audio import AudioError, audio_info
 from must.models.base import Model, Request
@@ -73,15 +73,11 @@ def read_run_lines(path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return out
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                out[str(rec["id"])] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
-                log.warning("%s: line %d is incomplete or malformed; that item will be redone", path, n)
+    for n, rec, problem in iter_jsonl(path):
+        if problem or "id" not in rec:
+            log.warning("%s: line %d is incomplete or malformed; that item will be redone", path, n)
+            continue
+        out[str(rec["id"])] = rec
     return out
 
 

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.annotate.estimate import annotate_audio
     from bench.annotate.jams_io import write_jams
     from bench.annotate.rhythm import RhythmConfig
-    from bench.build.real import _audio_files, safe_id
+    from bench.build.real import audio_files, safe_id
     from must.audio import load_audio
     from must.timecode import format_time
 
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     stems = None
     if args.stems:
         stems = {}
-        for p in _audio_files(Path(args.stems)):
+        for p in audio_files(Path(args.stems)):
             s, _ = load_audio(p, sr)
             stems[p.stem] = np.pad(s, (0, max(0, len(y) - len(s))))[: len(y)]
     ann = annotate_audio(safe_id(Path(args.audio).stem), y, sr, stems, args.separator, RhythmConfig.named(args.rhythm))
