@@ -67,7 +67,7 @@ def deepspeed_config(cfg: TrainConfig) -> dict | None:
 def trainer_kwargs(loop: LoopConfig, sdir: Path, cfg: TrainConfig, **extra) -> dict[str, Any]:
     """Keyword arguments shared by ``TrainingArguments`` and TRL configs (TensorBoard logs go to ``sdir/tensorboard``)."""
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(sdir / "tensorboard")
-    return dict(output_dir=str(sdir / "checkpoints"), max_steps=loop.max_steps, learning_rate=loop.learning_rate,
+    return dict(output_dir=str(sdir / "checkpoints"), max_steps=max(1, loop.max_steps), learning_rate=loop.learning_rate,
                 per_device_train_batch_size=loop.batch_size, gradient_accumulation_steps=loop.grad_accum,
                 warmup_steps=max(0, int(loop.warmup_ratio * loop.max_steps)), weight_decay=loop.weight_decay,
                 lr_scheduler_type="cosine", logging_steps=loop.logging_steps, save_steps=loop.save_steps,

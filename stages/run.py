@@ -36,7 +36,10 @@ def run_stages(cfg: TrainConfig, out: Path, stages: list[int]) -> None:
         log.info("stage %d: %s", n, sys.modules[RECIPES[n].__module__].__doc__.strip().splitlines()[0])
         recipe = RECIPES[n](cfg, out)
         recipe.setup()
-        recipe.train()
+        if getattr(cfg, f"stage{n}").max_steps > 0:
+            recipe.train()
+        else:  # ablations: the stage passes its input on untrained (a fresh encoder, an unadapted LM, …)
+            log.info("stage %d: max_steps is 0, saving without training", n)
         recipe.save_checkpoint()
         recipe.cleanup()
 

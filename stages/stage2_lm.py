@@ -67,7 +67,8 @@ class LMStageRecipe:
             finish_lora_stage(2, self.out, self.trainer, self.processor, self.cfg, check=False)
             return
         save_any(self.kind, self.model, self.processor, self.sdir / "final")
-        mark_done(self.out, 2, {"train_loss": self.trainer.state.log_history[-1].get("train_loss")})
+        history = self.trainer.state.log_history
+        mark_done(self.out, 2, {"train_loss": history[-1].get("train_loss") if history else None})
         barrier()
 
     def cleanup(self) -> None:
