@@ -44,6 +44,8 @@ class EncoderStage(LoopConfig):
     crop_seconds: float = 60.0
     transition_sigma: float = 0.3  # seconds; width of the soft transition target
     aux_weight: float = 0.5  # weight of the Amuse rhythm and source targets
+    activity_pos_weight: float = 4.0  # sources are absent most of the time
+    transition_pos_weight: float = 10.0  # transition frames are rare
 
 
 @dataclass

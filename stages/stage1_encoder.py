@@ -32,9 +32,12 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
 class EncoderObjective(nn.Module):
     """The encoder with its stage-1 loss; ``forward`` returns ``{"loss", …}`` as the Trainer expects."""
 
-    def __init__(self, encoder: nn.Module, n_sources: int, aux_weight: float):
+    def __init__(self, encoder: nn.Module, n_sources: int, aux_weight: float, activity_pos_weight: float = 1.0,
+                 transition_pos_weight: float = 1.0):
         super().__init__()
         self.encoder, self.n, self.aux = encoder, n_sources, aux_weight
+        self.register_buffer("pw_act", torch.tensor(activity_pos_weight), persistent=False)
+        self.register_buffer("pw_tr", torch.tensor(transition_pos_weight), persistent=False)
 
     def forward(self, wave, offset, transition, activity, rhythm, amuse, mask):
         mel = self.encoder.log_mel(wave)
@@ -43,14 +46,14 @@ class EncoderObjective(nn.Module):
         logits, m = logits[:, :t], mask[:, :t]
         bce = nn.functional.binary_cross_entropy_with_logits
 
-        def masked(x, y):
-            per = bce(x, y, reduction="none")
+        def masked(x, y, pos_weight=None):
+            per = bce(x, y, reduction="none", pos_weight=pos_weight)
             per = per.mean(-1) if per.dim() == 3 else per
             return (per * m).sum() / m.sum().clamp(min=1)
 
         n = self.n
-        l_tr = masked(logits[..., 0], transition[:, :t]) + dice_loss(torch.sigmoid(logits[..., 0]), transition[:, :t], m)
-        l_act = masked(logits[..., 2 : 2 + n], activity[:, :t])
+        l_tr = masked(logits[..., 0], transition[:, :t], self.pw_tr) + dice_loss(torch.sigmoid(logits[..., 0]), transition[:, :t], m)
+        l_act = masked(logits[..., 2 : 2 + n], activity[:, :t], self.pw_act)
         l_aux = masked(logits[..., 1], rhythm[:, :t]) + masked(logits[..., 2 + n :], amuse[:, :t])
         return {"loss": l_tr + l_act + self.aux * l_aux}
 
@@ -127,7 +130,8 @@ class EncoderStageRecipe:
                 caption(self.data.annotation(t)) for t in self.data.tracks("train").track_id]
             self.processor = MusTProcessor.build(texts, self.cfg.model.max_seconds)
             self.model = new_must_model(self.cfg, self.processor)
-            objective = EncoderObjective(self.model.model.encoder, len(SOURCES), st.aux_weight)
+            objective = EncoderObjective(self.model.model.encoder, len(SOURCES), st.aux_weight, st.activity_pos_weight,
+                                         st.transition_pos_weight)
             dataset = EncoderCrops(self.data, st.crop_seconds, st.transition_sigma, self.model.config.frame_rate, repeats, self.cfg.seed)
         else:
             from stages.hf_audio import TowerCrops, TowerObjective, load_hf
