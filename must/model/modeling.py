@@ -211,9 +211,13 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         w = torch.as_tensor(wave, dtype=torch.float32, device=self.device).flatten()
         mel = self.encoder.log_mel(w.unsqueeze(0))
         per_chunk = int(chunk_seconds * self.config.sample_rate / self.config.mel_hop)
+        starts = list(range(0, mel.shape[-1], per_chunk))
+        if len(starts) > 1 and mel.shape[-1] - starts[-1] < per_chunk // 4:
+            starts.pop()  # a short tail joins the previous chunk (the convolutions need a few frames)
+        ends = starts[1:] + [mel.shape[-1]]
         out = []
-        for i in range(0, mel.shape[-1], per_chunk):
-            frames, logits = self.encoder(mel[..., i : i + per_chunk], torch.tensor([i * self.config.mel_hop / self.config.sample_rate]))
+        for a, b in zip(starts, ends):
+            frames, logits = self.encoder(mel[..., a:b], torch.tensor([a * self.config.mel_hop / self.config.sample_rate]))
             out.append(torch.cat([frames, torch.sigmoid(logits)], dim=-1)[0])
         return torch.cat(out)
 
