@@ -74,3 +74,9 @@ def test_generate_and_store_and_round_trip(tiny, tmp_path):
     assert type(loaded) is MusTForCausalLM
     assert torch.allclose(loaded(**enc, audio_features=[feats]).logits, model(**enc, audio_features=[feats]).logits, atol=1e-5)
     assert torch.allclose(loaded.encode_audio(np.zeros(16000, np.float32)), model.encode_audio(np.zeros(16000, np.float32)), atol=1e-5)
+
+
+def test_encode_audio_handles_chunk_tails(tiny):
+    model, _ = tiny
+    for seconds, frames in ((150.02, 1500), (150.5, 1505), (301.0, 3010)):
+        assert model.encode_audio(np.zeros(int(16000 * seconds), np.float32)).shape[0] == frames
