@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     rank, world = rank_world()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format=f"[rank {rank}] %(message)s")
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+    if world > 1 and not torch.distributed.is_initialized():
+        import deepspeed
+
+        # ranks share feature caching before any Trainer exists, so the process group is needed from the start
+        deepspeed.init_distributed()
     cfg = load_config(TrainConfig, args.config, args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
