@@ -26,6 +26,7 @@ class MusTProcessor:
 
     def __init__(self, tokenizer, max_seconds: int = 300, sample_rate: int = 16000, system: str = SYSTEM):
         self.tokenizer, self.max_seconds, self.sample_rate, self.system = tokenizer, max_seconds, sample_rate, system
+        self.tokenizer.padding_side = "left"  # batched generation continues each prompt, so pads go first
 
     @classmethod
     def build(cls, texts: Iterable[str], max_seconds: int = 300) -> "MusTProcessor":
