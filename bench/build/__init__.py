@@ -1,0 +1,1 @@
+"""``must-bench build``: render or read tracks, annotate them, generate questions, write the benchmark."""
