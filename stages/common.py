@@ -83,11 +83,29 @@ def append_metrics(path: Path, record: dict[str, Any]) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+def _step_of(line: str) -> float:
+    """The step of one metrics.jsonl record; a line cut short by a kill counts as after every step."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return float("inf")
+
+
 class JsonlLogger(TrainerCallback):
     """Appends every logged metric dict, with step and wall time, to ``metrics.jsonl``."""
 
     def __init__(self, path: Path, stage: int):
-        self.path, self.stage, self.t0 = path, stage, time.time()
+        self.path, self.stage, self.t0, self.started = path, stage, time.time(), False
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        # a resumed run replays the steps after its checkpoint: drop their old records so the curve stays clean
+        # (checked at the first step: the Trainer loads the checkpoint's state after on_train_begin)
+        if self.started:
+            return
+        self.started = True
+        if state.global_step > 0 and self.path.exists() and rank_world()[0] == 0:
+            keep = [x for x in self.path.read_text().splitlines() if _step_of(x) <= state.global_step]
+            self.path.write_text("".join(x + "\n" for x in keep))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs:

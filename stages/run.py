@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from transformers import set_seed
 
 from must.config import load_config, to_dict
 from stages.common import is_done, rank_world
@@ -34,6 +35,7 @@ def run_stages(cfg: TrainConfig, out: Path, stages: list[int]) -> None:
         if n > 1 and not is_done(out, n - 1):
             raise RuntimeError(f"stage {n} needs stage {n - 1}'s checkpoint in {out}; run --stage {n - 1} first")
         log.info("stage %d: %s", n, sys.modules[RECIPES[n].__module__].__doc__.strip().splitlines()[0])
+        set_seed(cfg.seed)  # LoRA and heads are initialised in setup(), before the Trainer seeds anything
         recipe = RECIPES[n](cfg, out)
         recipe.setup()
         if getattr(cfg, f"stage{n}").max_steps > 0:
@@ -44,8 +46,24 @@ def run_stages(cfg: TrainConfig, out: Path, stages: list[int]) -> None:
         recipe.cleanup()
 
 
+def die_with_launcher() -> None:
+    """Exit when the launcher dies: torchrun starts workers in their own session, so killing the launcher's
+    process group (Ctrl-C of ``must-bench train``, a SIGKILL) would otherwise leave an orphan still training."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, configure threads and logging, run."""
+    die_with_launcher()
     p = argparse.ArgumentParser(prog="python -m stages.run")
     p.add_argument("--stage", default="all")
     p.add_argument("--config", required=True)

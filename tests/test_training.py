@@ -45,8 +45,10 @@ def test_all_stages_write_safetensors_and_metrics(smoke_run):
     grpo = [json.loads(x) for x in (smoke_run / "stage4_grpo" / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/timestamp_exp/mean" in x for x in grpo)  # TRL logs our rewards by name
     assert (smoke_run / "stage3_sft" / "adapter" / "adapter_config.json").exists()  # LoRA (peft)
-    val = json.loads((smoke_run / "stage3_sft" / "val_scores.json").read_text())
+    val = json.loads((smoke_run / "stage3_sft" / "val" / "scores.json").read_text())  # the real evaluate harness on val
     assert "overall" in val
+    logged = [json.loads(x) for x in (smoke_run / "stage3_sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["val"]["overall"] for x in logged if "val" in x] == [val["overall"]]
 
 
 def test_rerun_skips_finished_stages(smoke_run):
@@ -62,37 +64,47 @@ def test_checkpoint_evaluates_through_the_must_adapter(smoke_run, tmp_path):
     assert json.loads((tmp_path / "ev" / "scores.json").read_text())["n"]["total"] >= 6
 
 
-def _copy_first_stages(src, dst):
+STAGE_DIRS = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"}
+# longer than the smoke config, with a checkpoint early on, so the kill lands mid-stage
+KILL_RUNS = {1: ("stage1.max_steps=24", "stage1.save_steps=6"), 2: ("stage2.max_steps=24", "stage2.save_steps=6"),
+             3: ("stage3.max_steps=40", "stage3.save_steps=8"), 4: ("stage4.max_steps=8", "stage4.save_steps=2")}
+
+
+def _copy_earlier_stages(src, dst, stage):
     dst.mkdir()
-    for name in ("stage1_encoder", "stage2_lm", "cache"):
-        shutil.copytree(src / name, dst / name)
+    shutil.copytree(src / "cache", dst / "cache")
+    for n in range(1, stage):
+        shutil.copytree(src / STAGE_DIRS[n], dst / STAGE_DIRS[n])
 
 
-def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_run, tmp_path):
+@pytest.mark.parametrize("stage", [1, 2, 3, 4])
+def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_run, tmp_path, stage):
     from safetensors.torch import load_file
 
-    extra = ("stage3.max_steps=40", "stage3.save_steps=8", "val_items=0")
+    extra = (*KILL_RUNS[stage], "val_items=0")
+    name, save_steps = STAGE_DIRS[stage], int(KILL_RUNS[stage][1].split("=")[1])
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    _copy_first_stages(smoke_run, clean)
-    _copy_first_stages(smoke_run, killed)
-    train(clean, *extra, stage="3")
-    proc = train(killed, *extra, stage="3", wait=False)
-    first = killed / "stage3_sft" / "checkpoints" / "checkpoint-8" / "trainer_state.json"
+    _copy_earlier_stages(smoke_run, clean, stage)
+    _copy_earlier_stages(smoke_run, killed, stage)
+    train(clean, *extra, stage=str(stage))
+    proc = train(killed, *extra, stage=str(stage), wait=False)
+    first = killed / name / "checkpoints" / f"checkpoint-{save_steps}" / "trainer_state.json"
     deadline = time.time() + 600
     while not first.exists() and time.time() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert first.exists(), "no checkpoint appeared"
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher's group; the torchrun worker follows via PR_SET_PDEATHSIG
     proc.wait()
-    assert not (killed / "stage3_sft" / "final" / "DONE").exists()
-    train(killed, *extra, stage="3")
-    assert (killed / "stage3_sft" / "final" / "DONE").exists()
-    steps = [json.loads(x)["step"] for x in (killed / "stage3_sft" / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
-    assert steps == sorted(set(steps)), f"steps repeated, so training restarted instead of resuming: {steps}"
-    a = load_file(str(clean / "stage3_sft" / "final" / "model.safetensors"))
-    b = load_file(str(killed / "stage3_sft" / "final" / "model.safetensors"))
+    assert not (killed / name / "final" / "DONE").exists(), "the stage finished before the kill"
+    train(killed, *extra, stage=str(stage))
+    assert (killed / name / "final" / "DONE").exists()
+    steps = [json.loads(x)["step"] for x in (killed / name / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    clean_steps = [json.loads(x)["step"] for x in (clean / name / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert steps == clean_steps, f"resumed log {steps} differs from the uninterrupted one {clean_steps}"
+    a = load_file(str(clean / name / "final" / "model.safetensors"))
+    b = load_file(str(killed / name / "final" / "model.safetensors"))
     assert a.keys() == b.keys()
-    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst < 1e-4, f"resumed weights differ from the uninterrupted run by {worst}"
 
 
