@@ -78,11 +78,15 @@ def rewards(n: int = 100000) -> dict[str, Any]:
         ("interval_iou", ivc, dict(answer=ivr, answers=[[x] for x in ivr], task=["MTR"] * n, duration=[240.0] * n), parsed_intervals),
         ("interval_iou (extra digits: general parser)", ivd, dict(answer=ivr, answers=[[x] for x in ivr], task=["MTR"] * n, duration=[240.0] * n), parsed_intervals),
     ):
-        cache.cache_clear()
         fn = REWARDS[name.split(" ")[0]]
-        t0 = time.perf_counter()
-        fn(comps, **kwargs)
-        out[name] = round(n / (time.perf_counter() - t0))
+        fn(comps[:100], **{k: v[:100] for k, v in kwargs.items()})  # imports and first-call setup out of the timing
+        rates = []
+        for _ in range(3):  # median of three cold-cache passes (timeit practice; one pass is at the GC's mercy)
+            cache.cache_clear()
+            t0 = time.perf_counter()
+            fn(comps, **kwargs)
+            rates.append(n / (time.perf_counter() - t0))
+        out[name] = round(float(np.median(rates)))
     return {"completions_per_s": out, "target_per_s": 100000}
 
 
