@@ -39,25 +39,26 @@ def audio_files(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS) if d.is_dir() else []
 
 
-def _slakh_names(meta: Path) -> dict[str, str]:
+def _metadata_stems(meta: Path) -> dict:
+    """The ``stems`` mapping of a multitrack dataset's metadata YAML; empty when missing or unreadable."""
     try:
         data = yaml.safe_load(meta.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return {}
+    return (data.get("stems") or {}) if isinstance(data, dict) else {}
+
+
+def _slakh_names(meta: Path) -> dict[str, str]:
     out = {}
-    for key, info in (data.get("stems") or {}).items():
+    for key, info in _metadata_stems(meta).items():
         if isinstance(info, dict):
             out[key] = str(info.get("inst_class") or info.get("instrument") or info.get("midi_program_name") or key)
     return out
 
 
 def _medleydb_names(meta: Path) -> dict[str, str]:
-    try:
-        data = yaml.safe_load(meta.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
     out = {}
-    for info in (data.get("stems") or {}).values():
+    for info in _metadata_stems(meta).values():
         if isinstance(info, dict) and info.get("filename"):
             out[Path(info["filename"]).stem] = str(info.get("instrument") or Path(info["filename"]).stem)
     return out
