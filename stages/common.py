@@ -114,10 +114,11 @@ class JsonlLogger(TrainerCallback):
 
 
 def lora_config(kind: str, r: int, alpha: int, dropout: float = 0.05):
-    """LoRA on the LM's attention and MLP projections; the audio projector is trained fully."""
+    """LoRA on the LM's attention and MLP projections; the audio projector is trained fully (and, for MusT, whose
+    LM is small and learnt from scratch, the token embeddings and output head, where the time tokens live)."""
     from peft import LoraConfig
 
-    keep = ["projector"] if kind == "must" else ["multi_modal_projector"]
+    keep = ["projector", "embed_tokens", "lm_head"] if kind == "must" else ["multi_modal_projector"]
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM", modules_to_save=keep,
                       target_modules=r"(.*language_model.*)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
 
@@ -145,6 +146,7 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
                 max_position_embeddings=1024, pad_token_id=processor.tokenizer.pad_token_id,
                 eos_token_id=processor.tokenizer.convert_tokens_to_ids("<|im_end|>"), bos_token_id=processor.tokenizer.bos_token_id)
     config = MusTConfig(encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers, encoder_heads=m.encoder_heads,
+                        encoder_channels=m.encoder_channels, encoder_window=cfg.stage1.crop_seconds,
                         max_seconds=m.max_seconds, sources=SOURCES, text_config=text, **processor.config_ids())
     torch.manual_seed(cfg.seed)
     return MusTForCausalLM(config)

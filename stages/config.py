@@ -16,6 +16,7 @@ class ModelConfig:
     encoder_dim: int = 128
     encoder_layers: int = 2
     encoder_heads: int = 4
+    encoder_channels: int = 32
     hidden_size: int = 256
     num_layers: int = 4
     num_heads: int = 4
@@ -63,6 +64,7 @@ class SFTStage(LoopConfig):
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     tasks: list[str] = field(default_factory=lambda: ["TSG", "LTR", "TAD", "GTO", "MTR", "AVQA"])
+    generated_copies: int = 0  # extra question draws per train track from its annotations (0: the benchmark's only)
 
 
 @dataclass

@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 SOURCES = [v.name for v in PALETTE]
 
 
+TEMPO_SCALE = 200.0  # BPM that maps to a tempo target of 1
+
+
 def frame_targets(ann: TrackAnnotation, n_frames: int, frame_rate: int, sources: list[str], sigma: float) -> dict[str, np.ndarray]:
-    """Frame-level targets: soft transition bumps, source activity, Amuse rhythm-change and segment sources."""
+    """Frame-level targets: soft transition bumps, source activity, Amuse rhythm-change and segment sources, and
+    the local tempo / ``TEMPO_SCALE`` (−1 where the annotation has none)."""
     t = np.arange(n_frames) / frame_rate
     transition = np.zeros(n_frames, np.float32)
     for e in ann.transitions:
@@ -48,7 +52,10 @@ def frame_targets(ann: TrackAnnotation, n_frames: int, frame_rate: int, sources:
         for name in names:
             if name in sources:
                 amuse[(t >= s) & (t < e), sources.index(name)] = 1
-    return {"transition": transition, "activity": activity, "rhythm": rhythm, "amuse": amuse}
+    tempo = np.full(n_frames, -1.0, np.float32)
+    for start, bpm in ann.tempo:
+        tempo[t >= start] = min(bpm / TEMPO_SCALE, 1.0)
+    return {"transition": transition, "activity": activity, "rhythm": rhythm, "amuse": amuse, "tempo": tempo}
 
 
 def caption(ann: TrackAnnotation) -> str:
@@ -80,7 +87,7 @@ class TrainData:
     """The benchmark's train/val splits and caches under ``out/cache``."""
 
     def __init__(self, bench: str, out: str | Path, max_train_tracks: int | None = None, seed: int = 0):
-        self.bench = Path(bench)
+        self.bench, self.seed = Path(bench), seed
         self.cache = Path(out) / "cache"
         self.train = load_bench(self.bench, "train")
         self.val = load_bench(self.bench, "val")
@@ -135,13 +142,37 @@ class TrainData:
     def examples(self, split: str, tasks: list[str]) -> list[dict[str, Any]]:
         """Task questions of a split as training examples (question, instruction, answer, columns for rewards)."""
         df = self.train if split == "train" else self.val
-        out = []
-        for r in df[df.task.isin(tasks)].to_dict("records"):
-            out.append({"id": r["id"], "track_id": r["track_id"], "task": r["task"], "question": r["question"],
-                        "instruction": self.instructions.get(r["task"], ""), "answer": str(r["answer"]),
-                        "answers": [str(a) for a in r["answers"]], "duration": float(r["duration"]),
-                        "qa_type": _text(r.get("qa_type")), "category": _text(r.get("category")), "audio": r["audio"]})
-        return out
+        return [self._example(r) for r in df[df.task.isin(tasks)].to_dict("records")]
+
+    def generated_examples(self, copies: int, tasks: list[str]) -> list[dict[str, Any]]:
+        """More train questions: the benchmark's own generators and balancing run again on the train tracks'
+        annotations with ``copies`` fresh seeds per track (val and test are never touched)."""
+        import yaml
+
+        from bench.tasks.balance import finalize
+        from bench.tasks.base import TaskConfig, generate_drafts
+
+        if copies <= 0:
+            return []
+        built = yaml.safe_load((self.bench / "config.yaml").read_text()) or {}
+        task_cfg = TaskConfig(**(built.get("config", built).get("tasks") or {}))
+        drafts, meta = {}, {}
+        for i, r in enumerate(self.tracks("train").to_dict("records")):
+            ann = self.annotation(r["track_id"])
+            for c in range(copies):
+                key = f"{r['track_id']}-gen{c}"
+                drafts[key] = generate_drafts(ann, 7_000_003 * (c + 1) + i, task_cfg, [t for t in tasks if t in task_cfg.per_track])
+                meta[key] = {"split": "train", "audio": r["audio"], "duration": r["duration"]}
+        rows = finalize(drafts, meta, self.seed)
+        for row in rows:
+            row["track_id"] = row["track_id"].rsplit("-gen", 1)[0]
+        return [self._example(row) for row in rows]
+
+    def _example(self, r: dict[str, Any]) -> dict[str, Any]:
+        return {"id": r["id"], "track_id": r["track_id"], "task": r["task"], "question": r["question"],
+                "instruction": self.instructions.get(r["task"], ""), "answer": str(r["answer"]),
+                "answers": [str(a) for a in r["answers"]], "duration": float(r["duration"]),
+                "qa_type": _text(r.get("qa_type")), "category": _text(r.get("category")), "audio": r["audio"]}
 
 
 class RepeatedTracks(torch.utils.data.Dataset):

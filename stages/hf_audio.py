@@ -64,7 +64,7 @@ class TowerObjective(nn.Module):
         super().__init__()
         self.tower, self.heads, self.n, self.aux = tower, nn.Linear(dim, n_out), n_sources, aux_weight
 
-    def forward(self, input_features, transition, activity, rhythm, amuse):
+    def forward(self, input_features, transition, activity, rhythm, amuse, tempo):
         from stages.stage1_encoder import dice_loss
 
         logits = self.heads(self.tower(input_features).last_hidden_state)
@@ -73,9 +73,11 @@ class TowerObjective(nn.Module):
         bce = nn.functional.binary_cross_entropy_with_logits
         ones = torch.ones_like(transition[:, :t])
         n = self.n
+        known = (tempo[:, :t] >= 0).float()
+        l_tempo = (bce(logits[..., 2 + 2 * n], tempo[:, :t].clamp(min=0), reduction="none") * known).sum() / known.sum().clamp(min=1)
         loss = (bce(logits[..., 0], transition[:, :t]) + dice_loss(torch.sigmoid(logits[..., 0]), transition[:, :t], ones)
-                + bce(logits[..., 2 : 2 + n], activity[:, :t]) + self.aux * (bce(logits[..., 1], rhythm[:, :t])
-                                                                             + bce(logits[..., 2 + n :], amuse[:, :t])))
+                + bce(logits[..., 2 : 2 + n], activity[:, :t])
+                + self.aux * (bce(logits[..., 1], rhythm[:, :t]) + bce(logits[..., 2 + n : 2 + 2 * n], amuse[:, :t]) + l_tempo))
         return {"loss": loss}
 
 

@@ -39,22 +39,24 @@ class EncoderObjective(nn.Module):
         self.register_buffer("pw_act", torch.tensor(activity_pos_weight), persistent=False)
         self.register_buffer("pw_tr", torch.tensor(transition_pos_weight), persistent=False)
 
-    def forward(self, wave, offset, transition, activity, rhythm, amuse, mask):
+    def forward(self, wave, offset, transition, activity, rhythm, amuse, tempo, mask):
         mel = self.encoder.log_mel(wave)
         _, logits = self.encoder(mel, offset)
         t = min(logits.shape[1], transition.shape[1])
         logits, m = logits[:, :t], mask[:, :t]
         bce = nn.functional.binary_cross_entropy_with_logits
 
-        def masked(x, y, pos_weight=None):
-            per = bce(x, y, reduction="none", pos_weight=pos_weight)
+        def masked(x, y, pos_weight=None, where=m):
+            per = bce(x, y.clamp(min=0), reduction="none", pos_weight=pos_weight)
             per = per.mean(-1) if per.dim() == 3 else per
-            return (per * m).sum() / m.sum().clamp(min=1)
+            return (per * where).sum() / where.sum().clamp(min=1)
 
         n = self.n
         l_tr = masked(logits[..., 0], transition[:, :t], self.pw_tr) + dice_loss(torch.sigmoid(logits[..., 0]), transition[:, :t], m)
         l_act = masked(logits[..., 2 : 2 + n], activity[:, :t], self.pw_act)
-        l_aux = masked(logits[..., 1], rhythm[:, :t]) + masked(logits[..., 2 + n :], amuse[:, :t])
+        tempo = tempo[:, :t]
+        l_aux = (masked(logits[..., 1], rhythm[:, :t]) + masked(logits[..., 2 + n : 2 + 2 * n], amuse[:, :t])
+                 + masked(logits[..., 2 + 2 * n], tempo, where=m * (tempo >= 0)))
         return {"loss": l_tr + l_act + self.aux * l_aux}
 
 
@@ -143,7 +145,7 @@ class EncoderStageRecipe:
                 probe = self.processor.feature_extractor(np.zeros(int(window * 16000), np.float32), sampling_rate=16000,
                                                          return_tensors="pt")["input_features"]
                 frames = tower(probe).last_hidden_state.shape[1]
-            objective = TowerObjective(tower, tower.config.d_model, 2 + 2 * len(SOURCES), len(SOURCES), st.aux_weight)
+            objective = TowerObjective(tower, tower.config.d_model, 3 + 2 * len(SOURCES), len(SOURCES), st.aux_weight)
             dataset = TowerCrops(self.data, self.processor, frames, window, SOURCES, st.transition_sigma, repeats, self.cfg.seed)
         self.trainer = Trainer(model=objective, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
                                train_dataset=dataset, callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 1)])

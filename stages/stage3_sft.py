@@ -1,5 +1,6 @@
-"""Stage 3 — SFT: LoRA (peft) on the LM for the five tasks + AVQA of the train split; answer-only loss;
-task-balanced (each task oversampled to the size of the largest); the projector is trained fully."""
+"""Stage 3 — SFT: LoRA (peft) on the LM for the five tasks + AVQA of the train split (optionally with more
+questions drawn from the train annotations); answer-only loss; task-balanced (each task oversampled to the size
+of the largest); the projector (and MusT's embeddings and output head) are trained fully."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ class SFTStageRecipe:
         freeze_audio_encoder(self.kind, base)
         st = self.cfg.stage3
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
-        examples = balanced(self.data.examples("train", st.tasks), self.cfg.seed)
+        examples = balanced(self.data.examples("train", st.tasks) + self.data.generated_examples(st.generated_copies, st.tasks),
+                            self.cfg.seed)
         if self.kind == "must":
             feats = self.data.features(base, "stage1", self.data.tracks("train"), *rank_world())
             rows = [{"prompt": self.processor.prompt(e["question"], e["duration"], e["instruction"]),

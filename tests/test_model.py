@@ -6,14 +6,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
-from must.model.modeling import time_features
+from must.model.modeling import contrast, time_features, track_signals
 
 
 @pytest.fixture(scope="module")
 def tiny():
     proc = MusTProcessor.build(["When does the piano first start to play?", "The drums enter and the tempo speeds up."],
                                max_seconds=120)
-    cfg = MusTConfig(sources=["piano", "drums"], encoder_dim=32, encoder_layers=1, max_seconds=120,
+    cfg = MusTConfig(sources=["piano", "drums"], encoder_dim=32, encoder_layers=1, encoder_channels=8, max_seconds=120,
                      text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512),
                      **proc.config_ids())
@@ -35,7 +35,8 @@ def test_time_tokens_are_single_contiguous_tokens(tiny):
 def test_encoder_frame_rate_and_time_features(tiny):
     model, _ = tiny
     feats = model.encode_audio(np.zeros(16000 * 12, np.float32))
-    assert feats.shape == (120, 32 + model.config.n_heads_out)  # 10 Hz, encoder dim + head probabilities
+    # 10 Hz; encoder dim + head probabilities + measured loudness and flux
+    assert feats.shape == (120, 32 + model.config.n_heads_out + 2) == (120, model.config.feature_dim)
     t = time_features(torch.tensor([0.0, 30.0]))
     assert t.shape == (2, 16) and not torch.allclose(t[0], t[1])
 
@@ -45,7 +46,7 @@ def test_audio_is_added_only_at_time_tokens(tiny):
     enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 5.0)], return_tensors="pt")
     ids = enc["input_ids"][0]
     base = model.model.embed(enc["input_ids"])
-    feats = torch.randn(50, 32 + model.config.n_heads_out)
+    feats = torch.randn(50, model.config.feature_dim)
     with_audio = model.model.embed(enc["input_ids"], [feats])
     changed = (base - with_audio).abs().sum(-1)[0] > 0
     secs = ids - model.config.time_token_offset
@@ -80,3 +81,23 @@ def test_encode_audio_handles_chunk_tails(tiny):
     model, _ = tiny
     for seconds, frames in ((150.02, 1500), (150.5, 1505), (301.0, 3010)):
         assert model.encode_audio(np.zeros(int(16000 * seconds), np.float32)).shape[0] == frames
+
+
+def test_contrast_marks_starts_and_stops():
+    x = torch.tensor([0.0, 0, 0, 1, 1, 1]).unsqueeze(-1)
+    # mean of the next two seconds minus mean of the previous two (edges repeated)
+    assert contrast(x)[:, 0].tolist() == [0.0, 0.0, 0.5, 1.0, 0.5, 0.0]
+    assert contrast(1 - x)[:, 0].tolist() == [0.0, 0.0, -0.5, -1.0, -0.5, 0.0]
+
+
+def test_track_signals_are_relative_to_the_track():
+    loud = torch.tensor([-1.0, -3.0, -2.0, -4.0])
+    flux = torch.tensor([0.2, 0.1, 0.4, 0.0])
+    sig = track_signals(torch.stack([loud, flux], -1), smooth=1)
+    assert sig[:, 0].tolist() == [0.0, -1.0, -0.5, -1.5]  # log10 power below the track's loudest second, /2
+    assert torch.allclose(sig[:, 1], torch.tensor([1.0, 1 / 3, 2 / 3, 0.0]))  # loudness rank
+    assert torch.allclose(sig[:, 3], torch.tensor([0.5, 0.25, 1.0, 0.0]))  # flux scaled to [0, 1]
+    # intensity proxy: amplitude relative to the loudest second × flux / max flux, then scaled to [0, 1]
+    inten = torch.tensor([1.0, 0.1, 10 ** -0.5, 0.01]) * torch.tensor([0.5, 0.25, 1.0, 0.0])
+    assert torch.allclose(sig[:, 4], inten / inten.max())
+    assert torch.allclose(sig[:, 5], torch.tensor([1.0, 1 / 3, 2 / 3, 0.0]))

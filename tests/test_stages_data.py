@@ -24,6 +24,14 @@ def test_frame_targets_by_hand():
     assert t["activity"][:, 0].sum() == 100 and t["activity"][:, 1].sum() == 40 and t["activity"][:, 2].sum() == 0
     assert t["rhythm"][:60].sum() == 0 and t["rhythm"][60:].sum() == 40
     assert t["amuse"][59].tolist() == [1, 0, 0] and t["amuse"][60].tolist() == [1, 1, 0]
+    assert np.allclose(t["tempo"], 0.5)  # 100 BPM / 200
+
+
+def test_frame_targets_tempo_follows_changes_and_is_unknown_before_the_first():
+    a = ann()
+    a.tempo = [(2.0, 100.0), (5.0, 150.0)]
+    tempo = frame_targets(a, 100, 10, ["piano"], sigma=0.3)["tempo"]
+    assert (tempo[:20] == -1).all() and np.allclose(tempo[20:50], 0.5) and np.allclose(tempo[50:], 0.75)
 
 
 def test_caption_mentions_spans_transitions_and_regions():

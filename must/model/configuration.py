@@ -6,28 +6,34 @@ from typing import Any
 
 from transformers import LlamaConfig, PretrainedConfig
 
-__all__ = ["MusTConfig"]
+__all__ = ["MusTConfig", "SIGNALS"]
+
+SIGNALS = 2  # measured per-frame signals appended to the encoder features: loudness, spectral flux
 
 
 class MusTConfig(PretrainedConfig):
     """Configuration of :class:`~must.model.modeling.MusTForCausalLM`.
 
-    The encoder turns 16 kHz audio into ``frame_rate`` Hz frames (log-mel at 50 Hz, strided conv, transformer,
+    The encoder turns 16 kHz audio into ``frame_rate`` Hz frames (log-mel at 50 Hz, 2-D conv stack, transformer,
     sinusoidal absolute-time embedding in seconds) with frame-level heads for transitions, source activity and the
-    Amuse auxiliary targets; the projector pools each second of frames (mean, max, head probabilities) into one LM
-    embedding, added to the embedding of that second's time token (``M:SS``).
+    Amuse auxiliary targets. It sees ``encoder_window`` seconds at a time, in training (crops) and inference alike.
+    The projector pools each second (frame mean and max, head probabilities and their change across the second,
+    track-relative loudness and intensity) into one LM embedding, added to the embedding of that second's time
+    token (``M:SS``).
     """
 
     model_type = "must"
     sub_configs = {"text_config": LlamaConfig}
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64, mel_hop: int = 320, frame_rate: int = 10,
-                 encoder_dim: int = 128, encoder_layers: int = 2, encoder_heads: int = 4, max_seconds: int = 300,
+                 encoder_dim: int = 128, encoder_layers: int = 2, encoder_heads: int = 4, encoder_channels: int = 32,
+                 encoder_window: float = 15.0, max_seconds: int = 300,
                  sources: list[str] | None = None, text_config: dict[str, Any] | LlamaConfig | None = None,
                  audio_bos_token_id: int = 0, audio_eos_token_id: int = 0, audio_key_token_id: int = 0,
                  time_token_offset: int = 0, digit_token_ids: list[int] | None = None, **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
+        self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
         self.max_seconds = max_seconds
         self.sources = list(sources or [])
         if isinstance(text_config, dict) or text_config is None:
@@ -43,8 +49,13 @@ class MusTConfig(PretrainedConfig):
 
     @property
     def n_heads_out(self) -> int:
-        """Frame-level head outputs: transition, rhythm change, and activity + Amuse sources per source."""
-        return 2 + 2 * len(self.sources)
+        """Frame-level head outputs: transition, rhythm change, activity + Amuse sources per source, local tempo."""
+        return 3 + 2 * len(self.sources)
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of :meth:`~must.model.modeling.MusTForCausalLM.encode_audio` rows: frame, head probabilities, signals."""
+        return self.encoder_dim + self.n_heads_out + SIGNALS
 
     @property
     def mel_frames_per_frame(self) -> int:

@@ -1,11 +1,14 @@
 """MusT-small modeling: music encoder, projector, and a Llama-style LM, wired as transformers models.
 
 Audio enters the LM through *time tokens*: the prompt holds ``<|audio_bos|> 0:00 0:01 … <|audio_eos|>``, one
-token per second, and the projected encoder features of second *s* are added to the embedding of the time
-token ``s``. Answers use the same tokens (``1:05``), so pointing at a moment and writing its time are one skill.
+token per second, and the projected features of second *s* are added to the embedding of the time token ``s``.
+Answers use the same tokens (``1:05``), so pointing at a moment and writing its time are one skill. The question
+precedes the audio, so each second is read knowing what is asked; each second's features already carry the
+change of every head probability across it and the track-relative loudness and intensity, so "where does X
+start" and "where is it loudest" are local look-ups, not comparisons the small LM has to learn.
 
 Audio features reach the model either directly (``audio_features``: a batch of per-frame encoder outputs with
-head probabilities, from :meth:`MusTForCausalLM.encode_audio`) or through ``audio_store``: when the prompt starts
+head probabilities and measured signals, from :meth:`MusTForCausalLM.encode_audio`) or through ``audio_store``: when the prompt starts
 the audio span with ``<|audio_key|> <digits>``, the model looks the key up. The store is how TRL's
 ``GRPOTrainer`` — which has no audio input path — trains MusT unchanged: prompts are plain text.
 """
@@ -22,7 +25,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from must.model.configuration import MusTConfig
 
-__all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features"]
+TRACK_SIGNALS = 6  # see track_signals
+
+__all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals"]
 
 
 def time_features(seconds: torch.Tensor, dims: int = 16) -> torch.Tensor:
@@ -32,26 +37,64 @@ def time_features(seconds: torch.Tensor, dims: int = 16) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
+def contrast(x: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """Per row ``s`` of ``(S, F)``: mean of rows ``[s, s+width)`` minus mean of rows ``[s-width, s)`` (edges repeated) —
+    positive where something starts at ``s``, negative where it stops."""
+    padded = torch.cat([x[:1].expand(width, -1), x, x[-1:].expand(width, -1)])
+    c = torch.cat([torch.zeros_like(padded[:1]), padded.cumsum(0)])
+    s = torch.arange(x.shape[0], device=x.device) + width
+    return ((c[s + width] - c[s]) - (c[s] - c[s - width])) / width
+
+
+def _rank(x: torch.Tensor) -> torch.Tensor:
+    """Percentile rank of each value within the track, in [0, 1]."""
+    return torch.argsort(torch.argsort(x)).float() / max(len(x) - 1, 1)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Min-max scaled to [0, 1] over the track (zeros if constant)."""
+    span = x.max() - x.min()
+    return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
+
+
+def track_signals(sig: torch.Tensor, smooth: int = 4) -> torch.Tensor:
+    """``(S, 2)`` per-second loudness (log10 power) and flux → ``(S, TRACK_SIGNALS)`` track-relative features:
+    loudness below the track maximum, its rank, its change, flux and an intensity proxy (amplitude × flux,
+    ``smooth``-second mean, the way the MTR annotation is built) scaled and ranked over the track."""
+    loud, flux = sig[:, 0], sig[:, 1]
+    amp = torch.pow(10.0, (loud - loud.max()) / 2)
+    inten = amp * (flux / flux.max().clamp(min=1e-8))
+    k = min(smooth, len(inten))
+    inten = torch.nn.functional.avg_pool1d(inten.view(1, 1, -1), k, 1, padding=k // 2, count_include_pad=False).view(-1)[: len(loud)]
+    return torch.stack([(loud - loud.max()) / 2, _rank(loud), contrast(loud.unsqueeze(-1))[:, 0] / 2, _unit(flux),
+                        _unit(inten), _rank(inten)], dim=-1)
+
+
 class MusicEncoder(nn.Module):
-    """Log-mel (50 Hz) → conv → strided conv (to ``frame_rate`` Hz) → + absolute time → transformer → heads."""
+    """Log-mel (50 Hz) → 2-D conv stack (time strided to ``frame_rate`` Hz, frequency pooled ×8) → + absolute time
+    → transformer → frame heads. Timbre is a spectral pattern, hence 2-D convolutions over (mel, time)."""
 
     def __init__(self, config: MusTConfig):
         super().__init__()
-        d, stride = config.encoder_dim, config.mel_frames_per_frame
+        d, c, stride = config.encoder_dim, config.encoder_channels, config.mel_frames_per_frame
         self.config = config
         # built on first use, not a buffer: from_pretrained constructs modules on the meta device and leaves
         # non-persistent buffers uninitialised
         self._mel_fb: torch.Tensor | None = None
-        self.conv = nn.Sequential(nn.Conv1d(config.n_mels, d, 5, padding=2), nn.GELU(),
-                                  nn.Conv1d(d, d, stride, stride=stride), nn.GELU())
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, c, (3, stride), stride=(1, stride), padding=(1, 0)), nn.GELU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 1)),
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 1)),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 1)))
+        self.frame_proj = nn.Linear(2 * c * (config.n_mels // 8), d)
         self.time_proj = nn.Linear(16, d)
         layer = nn.TransformerEncoderLayer(d, config.encoder_heads, 2 * d, dropout=0.1, batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, config.encoder_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.heads = nn.Linear(d, config.n_heads_out)
 
-    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
-        """``(B, samples)`` 16 kHz audio → ``(B, n_mels, frames)`` log-mel at 50 Hz."""
+    def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(B, samples)`` 16 kHz audio → ``(B, n_mels, frames)`` mel power at 50 Hz."""
         import librosa
 
         window = torch.hann_window(1024, device=wave.device)
@@ -59,12 +102,26 @@ class MusicEncoder(nn.Module):
         if self._mel_fb is None or self._mel_fb.device != wave.device:
             fb = librosa.filters.mel(sr=self.config.sample_rate, n_fft=1024, n_mels=self.config.n_mels)
             self._mel_fb = torch.tensor(fb, dtype=torch.float32, device=wave.device)
-        mel = torch.matmul(self._mel_fb, spec)
-        return (torch.log10(mel.clamp(min=1e-10)) + 4.0) / 4.0
+        return torch.matmul(self._mel_fb, spec)
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(B, samples)`` 16 kHz audio → ``(B, n_mels, frames)`` scaled log-mel at 50 Hz."""
+        return (torch.log10(self.power_mel(wave).clamp(min=1e-10)) + 4.0) / 4.0
+
+    def signals(self, mel: torch.Tensor) -> torch.Tensor:
+        """Measured (not learned) per-frame signals from a scaled log-mel: ``(B, T, 2)`` loudness (log10 mean
+        power) and spectral flux. The transformer's LayerNorm discards level, so intensity questions need them."""
+        stride = self.config.mel_frames_per_frame
+        power = torch.pow(10.0, mel * 4.0 - 4.0).mean(1)
+        flux = torch.relu(torch.diff(mel, dim=-1, prepend=mel[..., :1])).mean(1)
+        n = mel.shape[-1] // stride
+        pool = lambda x: x[:, : n * stride].reshape(x.shape[0], n, stride).mean(-1)  # noqa: E731
+        return torch.stack([torch.log10(pool(power).clamp(min=1e-10)), pool(flux)], dim=-1)
 
     def forward(self, mel: torch.Tensor, offset_seconds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(frames (B, T, D), head logits (B, T, H))`` at ``frame_rate`` Hz; ``offset_seconds`` for crops."""
-        x = self.conv(mel).transpose(1, 2)
+        x = self.conv(mel.unsqueeze(1))  # (B, C, n_mels / 8, T)
+        x = self.frame_proj(x.flatten(1, 2).transpose(1, 2))
         t = torch.arange(x.shape[1], device=x.device, dtype=torch.float32) / self.config.frame_rate
         if offset_seconds is not None:
             t = t.unsqueeze(0) + offset_seconds.view(-1, 1).float()
@@ -100,7 +157,7 @@ class MusTModel(MusTPreTrainedModel):
     def __init__(self, config: MusTConfig):
         super().__init__(config)
         self.encoder = MusicEncoder(config)
-        feat = 2 * config.encoder_dim + config.n_heads_out
+        feat = 2 * config.encoder_dim + 2 * config.n_heads_out + TRACK_SIGNALS
         hidden = config.text_config.hidden_size
         self.projector = nn.Sequential(nn.Linear(feat, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.language_model = LlamaModel(config.text_config)
@@ -114,14 +171,16 @@ class MusTModel(MusTPreTrainedModel):
         self.language_model.embed_tokens = value
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
-        """``(T, D + H)`` frame features → ``(seconds, hidden)``: mean and max of each second's frames, projected."""
-        fr = self.config.frame_rate
-        enc = self.config.encoder_dim
+        """``(T, feature_dim)`` frame features → ``(seconds, hidden)``: per second, frame mean and max, head
+        probabilities and their change across the second, track-relative signals; projected."""
+        fr, enc, h = self.config.frame_rate, self.config.encoder_dim, self.config.n_heads_out
         seconds = math.ceil(features.shape[0] / fr)
         pad = seconds * fr - features.shape[0]
         f = torch.cat([features, features[-1:].expand(pad, -1)]) if pad else features
         f = f.view(seconds, fr, -1)
-        pooled = torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), f[..., enc:].amax(1)], dim=-1)
+        probs = f[..., enc : enc + h].mean(1)
+        pooled = torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs),
+                            track_signals(f[..., enc + h :].mean(1))], dim=-1)
         return self.projector(pooled)
 
     def _key(self, ids: list[int], start: int) -> int | None:
@@ -206,11 +265,14 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         return self.model.audio_store
 
     @torch.no_grad()
-    def encode_audio(self, wave: np.ndarray | torch.Tensor, chunk_seconds: float = 150.0) -> torch.Tensor:
-        """16 kHz mono audio → ``(frames, D + H)`` encoder features with head probabilities."""
+    def encode_audio(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """16 kHz mono audio → ``(frames, feature_dim)``: encoder frames, head probabilities, measured signals.
+
+        The encoder sees ``encoder_window`` seconds at a time, as in training: a transformer trained on crops
+        and run over a whole track lets evidence from anywhere leak into every frame."""
         w = torch.as_tensor(wave, dtype=torch.float32, device=self.device).flatten()
         mel = self.encoder.log_mel(w.unsqueeze(0))
-        per_chunk = int(chunk_seconds * self.config.sample_rate / self.config.mel_hop)
+        per_chunk = int(self.config.encoder_window * self.config.sample_rate / self.config.mel_hop)
         starts = list(range(0, mel.shape[-1], per_chunk))
         if len(starts) > 1 and mel.shape[-1] - starts[-1] < per_chunk // 4:
             starts.pop()  # a short tail joins the previous chunk (the convolutions need a few frames)
@@ -218,7 +280,7 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         out = []
         for a, b in zip(starts, ends):
             frames, logits = self.encoder(mel[..., a:b], torch.tensor([a * self.config.mel_hop / self.config.sample_rate]))
-            out.append(torch.cat([frames, torch.sigmoid(logits)], dim=-1)[0])
+            out.append(torch.cat([frames, torch.sigmoid(logits), self.encoder.signals(mel[..., a:b])], dim=-1)[0])
         return torch.cat(out)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,

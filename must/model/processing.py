@@ -65,9 +65,10 @@ class MusTProcessor:
         return f"{head}{AUDIO_BOS} {' '.join(time_tokens(n - 1))} {AUDIO_EOS}"
 
     def prompt(self, question: str, duration: float, instruction: str = "", key: int | None = None) -> str:
-        """The full prompt up to the start of the answer."""
-        return (f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user {self.audio_span(duration, key)} "
-                f"{question} {instruction} <|im_end|> <|im_start|> assistant")
+        """The full prompt up to the start of the answer. The question comes before the audio so that every
+        second of audio is read knowing what is asked (the LM is causal)."""
+        return (f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user {question} {instruction} "
+                f"{self.audio_span(duration, key)} <|im_end|> <|im_start|> assistant")
 
     def answer(self, text: str) -> str:
         """The answer as a training target (ends the turn)."""
