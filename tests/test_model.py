@@ -58,6 +58,48 @@ def test_audio_is_added_only_at_time_tokens(tiny):
     assert torch.allclose(with_audio[0, pos] - base[0, pos], proj[2])
 
 
+def test_time_tokens_in_the_question_carry_their_second(tiny):
+    model, proc = tiny
+    enc = proc.tokenizer([proc.prompt("What changes at 0:02?", 5.0)], return_tensors="pt")
+    ids = enc["input_ids"][0]
+    feats = torch.randn(50, model.config.feature_dim)
+    diff = model.model.embed(enc["input_ids"], [feats]) - model.model.embed(enc["input_ids"])
+    second2 = torch.nonzero(ids == model.config.time_token_offset + 2).flatten().tolist()
+    assert len(second2) == 2  # in the question and in the audio span
+    proj = model.model.project(feats)
+    for pos in second2:
+        assert torch.allclose(diff[0, pos], proj[2])
+
+
+def test_pointer_picks_the_second_whose_audio_matches(tiny):
+    import copy
+
+    model = copy.deepcopy(tiny[0])
+    proc = tiny[1]
+    feats = torch.zeros(50, model.config.feature_dim)
+    feats[20:30, 0] = 1.0  # only second 2 has encoder dimension 0 on: pooled feature 0 (frame mean) = 1 there
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.model.time_key.weight.zero_()
+        model.model.time_key.bias.zero_()
+        model.model.time_key.weight[0, 0] = 10.0  # key_s = (10 * pooled_s[0], 0, …)
+    enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 5.0)], return_tensors="pt")
+    h = model(**enc, audio_features=[feats], output_hidden_states=True).hidden_states[-1][0, -1]
+    with torch.no_grad():  # query = e0 at the answer position
+        model.time_query.weight.copy_(torch.outer(torch.eye(32)[0], h) / h.dot(h))
+    logits = model(**enc, audio_features=[feats]).logits[0, -1]
+    off = model.config.time_token_offset
+    # pointer logit of second 2 is 10 * 1 / sqrt(32); every other token scores 0
+    assert logits[off + 2].item() == pytest.approx(10 / 32**0.5, rel=1e-4)
+    assert torch.count_nonzero(logits.abs() > 1e-5).item() == 1
+    out = model.generate(**enc, audio_features=[feats], max_new_tokens=2, do_sample=False, output_scores=True,
+                         return_dict_in_generate=True)
+    assert out.sequences[0, enc["input_ids"].shape[1]].item() == off + 2
+    # the second step reuses the prompt's audio (cache): same logits as one full forward over the sequence
+    full = model(input_ids=out.sequences[:, :-1], audio_features=[feats]).logits[0, -1]
+    assert torch.allclose(out.scores[1][0], full, atol=1e-4)
+
+
 def test_generate_and_store_and_round_trip(tiny, tmp_path):
     model, proc = tiny
     feats = model.encode_audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 8).astype(np.float32))

@@ -76,6 +76,16 @@ def _check_config(out: Path, cfg: BuildConfig, source: str | None) -> None:
     path.write_text(yaml.safe_dump(wanted, sort_keys=False))
 
 
+def _warm_numba_cache() -> None:
+    """Compile librosa's numba kernels once in this process: workers that compile them at the same moment race
+    on writing NUMBA_CACHE_DIR and can leave a corrupt cache that segfaults every later run."""
+    import numpy as np
+
+    from bench.annotate.rhythm import _tempo
+
+    _tempo(np.random.default_rng(0).standard_normal(22050 * 2).astype(np.float32), 22050)
+
+
 def _run_jobs(jobs: list[Job], out: Path, workers: int, progress: bool) -> tuple[dict[str, dict], dict[str, str]]:
     records, failures = {}, {}
     pending = []
@@ -111,6 +121,7 @@ def _run_jobs(jobs: list[Job], out: Path, workers: int, progress: bool) -> tuple
     else:
         import multiprocessing as mp
 
+        _warm_numba_cache()
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
             futures = {ex.submit(job.fn, *job.args): job for job in pending}
             for fut in as_completed(futures):

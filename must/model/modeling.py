@@ -160,8 +160,12 @@ class MusTModel(MusTPreTrainedModel):
         feat = 2 * config.encoder_dim + 2 * config.n_heads_out + TRACK_SIGNALS
         hidden = config.text_config.hidden_size
         self.projector = nn.Sequential(nn.Linear(feat, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.time_key = nn.Linear(feat, hidden)
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
+        # per batch row, (projected seconds, time keys) of the last prompt embedded: generation steps after the
+        # first see only new tokens but still need the audio of their row
+        self.audio_cache: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -170,18 +174,21 @@ class MusTModel(MusTPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.embed_tokens = value
 
-    def project(self, features: torch.Tensor) -> torch.Tensor:
-        """``(T, feature_dim)`` frame features → ``(seconds, hidden)``: per second, frame mean and max, head
-        probabilities and their change across the second, track-relative signals; projected."""
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """``(T, feature_dim)`` frame features → ``(seconds, 2D + 2H + 6)``: per second, frame mean and max, head
+        probabilities and their change across the second, track-relative signals."""
         fr, enc, h = self.config.frame_rate, self.config.encoder_dim, self.config.n_heads_out
         seconds = math.ceil(features.shape[0] / fr)
         pad = seconds * fr - features.shape[0]
         f = torch.cat([features, features[-1:].expand(pad, -1)]) if pad else features
         f = f.view(seconds, fr, -1)
         probs = f[..., enc : enc + h].mean(1)
-        pooled = torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs),
-                            track_signals(f[..., enc + h :].mean(1))], dim=-1)
-        return self.projector(pooled)
+        return torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs),
+                          track_signals(f[..., enc + h :].mean(1))], dim=-1)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """``(T, feature_dim)`` frame features → ``(seconds, hidden)`` embeddings added to the time tokens."""
+        return self.projector(self.pool(features))
 
     def _key(self, ids: list[int], start: int) -> int | None:
         digits = self.config.digit_token_ids
@@ -193,40 +200,54 @@ class MusTModel(MusTPreTrainedModel):
                 break
         return int(key) if key else None
 
-    def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Token embeddings with projected audio added at the time tokens inside each audio span."""
+    def _row_audio(self, ids: list[int], feats: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(projected seconds, time keys) for one prompt, from its features or its ``<|audio_key|>``."""
+        cfg = self.config
+        if cfg.audio_bos_token_id not in ids:
+            return None
+        if feats is None and cfg.audio_key_token_id in ids:
+            feats = self.audio_store.get(self._key(ids, ids.index(cfg.audio_key_token_id) + 1))
+        if feats is None:
+            return None
+        pooled = self.pool(feats.to(like.device, like.dtype))
+        return self.projector(pooled), self.time_key(pooled)
+
+    def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
+              continuing: bool = False) -> torch.Tensor:
+        """Token embeddings with that second's projected audio added at every time token (audio span, question,
+        answer). ``continuing``: a generation step after the prompt — reuse the audio of each row's prompt."""
         emb = self.get_input_embeddings()(input_ids)
         cfg = self.config
         if not cfg.audio_bos_token_id:
             return emb
+        if not continuing:
+            self.audio_cache = [self._row_audio(input_ids[b].tolist(), audio_features[b] if audio_features is not None
+                                                and b < len(audio_features) else None, emb)
+                                for b in range(input_ids.shape[0])]
         rows = []
         for b in range(input_ids.shape[0]):
-            ids = input_ids[b].tolist()
-            if cfg.audio_bos_token_id not in ids:
+            audio = self.audio_cache[b] if b < len(self.audio_cache) else None
+            if audio is None:
                 rows.append(emb[b])
                 continue
-            start = ids.index(cfg.audio_bos_token_id) + 1
-            end = ids.index(cfg.audio_eos_token_id, start) if cfg.audio_eos_token_id in ids[start:] else len(ids)
-            feats = audio_features[b] if audio_features is not None and b < len(audio_features) else None
-            if feats is None and cfg.audio_key_token_id in ids[:start]:
-                key = self._key(ids, ids.index(cfg.audio_key_token_id) + 1)
-                feats = self.audio_store.get(key)
-            if feats is None:
-                rows.append(emb[b])
-                continue
-            proj = self.project(feats.to(emb.device, emb.dtype))
-            secs = input_ids[b, start:end] - cfg.time_token_offset
+            proj = audio[0]
+            secs = input_ids[b] - cfg.time_token_offset
             ok = (secs >= 0) & (secs < proj.shape[0])
             add = torch.zeros_like(emb[b])
-            pos = torch.arange(start, end, device=emb.device)[ok]
-            add[pos] = proj[secs[ok]]
+            add[ok] = proj[secs[ok]]
             rows.append(emb[b] + add)
         return torch.stack(rows)
+
+    def time_keys(self, row: int) -> torch.Tensor | None:
+        """``(seconds, hidden)`` pointer keys of batch row ``row``'s audio (from the last prompt embedded)."""
+        audio = self.audio_cache[row] if row < len(self.audio_cache) else None
+        return None if audio is None else audio[1]
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
         if inputs_embeds is None:
-            inputs_embeds = self.embed(input_ids, audio_features)
+            continuing = past_key_values is not None and past_key_values.get_seq_length() > 0
+            inputs_embeds = self.embed(input_ids, audio_features, continuing)
         return self.language_model(attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
                                    inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
 
@@ -240,7 +261,9 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = MusTModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.time_query = nn.Linear(config.text_config.hidden_size, config.text_config.hidden_size, bias=False)
         self.post_init()
+        nn.init.zeros_(self.time_query.weight)  # starts as a plain LM head; the pointer is learned
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
@@ -290,12 +313,31 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
                          audio_features=audio_features, **kwargs)
         hidden = out.last_hidden_state
         sl = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep else slice(None)
-        logits = self.lm_head(hidden[:, sl, :])
+        logits = self.point_at_seconds(hidden[:, sl, :], self.lm_head(hidden[:, sl, :]))
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
                                       hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def point_at_seconds(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Add a pointer term to the time-token logits: ``query(h) · key(second s)`` for each second of the row's
+        audio. Writing "when" becomes choosing a second by its audio, not recalling a token by heart."""
+        offset = self.config.time_token_offset
+        if not self.config.audio_bos_token_id or not self.model.audio_cache:
+            return logits
+        scale = hidden.shape[-1] ** -0.5
+        rows = []
+        for b in range(logits.shape[0]):
+            keys = self.model.time_keys(b)
+            if keys is None:
+                rows.append(logits[b])
+                continue
+            n = min(keys.shape[0], logits.shape[-1] - offset)
+            ptr = self.time_query(hidden[b]) @ keys[:n].T * scale
+            rows.append(torch.cat([logits[b, :, :offset], logits[b, :, offset : offset + n] + ptr,
+                                   logits[b, :, offset + n :]], dim=-1))
+        return torch.stack(rows)
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, audio_features=None, **kwargs):
         inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values, **kwargs)
