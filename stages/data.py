@@ -4,6 +4,7 @@ and the per-track caches (16 kHz audio, encoder features) every stage reads."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,30 @@ class TrainData:
     def _example(self, r: dict[str, Any]) -> dict[str, Any]:
         return {"id": r["id"], "track_id": r["track_id"], "task": r["task"], "question": r["question"],
                 "instruction": self.instructions.get(r["task"], ""), "answer": str(r["answer"]),
+                "reasoned": reasoned_answer(r["task"], str(r["answer"]), r.get("events")),
                 "answers": [str(a) for a in r["answers"]], "duration": float(r["duration"]),
                 "qa_type": _text(r.get("qa_type")), "category": _text(r.get("category")), "audio": r["audio"]}
+
+
+def reasoned_answer(task: str, answer: str, events: Any) -> str:
+    """A GTO answer that first writes when (X), (Y) and (Z) happen, then the letter: ``(X) 0:06 (Y) 0:31
+    (Z) 0:16. Answer: B``. Ordering three times the model has just written is easier than ordering three
+    moments it has only heard; other tasks answer directly."""
+    from bench.tasks.balance import LETTERS
+    from bench.tasks.gto import ORDERINGS
+
+    if task != "GTO" or answer not in LETTERS[: len(ORDERINGS)]:
+        return answer
+    evs = json.loads(events) if isinstance(events, str) else list(events or [])
+    times = sorted({round(float(e["time"]), 3) for e in evs})
+    if len(times) < 3:
+        return answer
+    # events are one moment per listed change; a moment's events share (nearly) one time, moments are far apart
+    cuts = sorted(np.argsort(np.diff(times))[-2:] + 1)
+    starts = [times[0], times[cuts[0]], times[cuts[1]]]
+    order = ORDERINGS[LETTERS.index(answer)]  # label of the 1st, 2nd, 3rd moment in time
+    when = dict(zip(order, starts))
+    return " ".join(f"({x}) {format_time(when[x])}" for x in "XYZ") + f". Answer: {answer}"
 
 
 class RepeatedTracks(torch.utils.data.Dataset):

@@ -55,12 +55,14 @@ class SFTStageRecipe:
         if self.kind == "must":
             feats = self.data.features(base, "stage1", self.data.tracks("train"), *rank_world())
             rows = [{"prompt": self.processor.prompt(e["question"], e["duration"], e["instruction"]),
-                     "target": self.processor.answer(e["answer"]), "track_id": e["track_id"]} for e in examples]
+                     "target": self.processor.answer(e["reasoned"] if st.reasoning else e["answer"]),
+                     "track_id": e["track_id"]} for e in examples]
             dataset, collator = PromptTargetDataset(rows, self.processor.tokenizer), AudioCollator(self.processor.tokenizer.pad_token_id, feats)
         else:
             from stages.hf_audio import HFChatDataset, HFCollator, chat_prompt
 
-            rows = [{"prompt": chat_prompt(self.processor, e["question"], e["instruction"]), "target": " " + e["answer"],
+            rows = [{"prompt": chat_prompt(self.processor, e["question"], e["instruction"]),
+                     "target": " " + (e["reasoned"] if st.reasoning else e["answer"]),
                      "track_id": e["track_id"], "audio": e["audio"]} for e in examples]
             dataset, collator = HFChatDataset(rows), HFCollator(self.processor, self.data)
         self.model = get_peft_model(base, lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout))

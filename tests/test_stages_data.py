@@ -1,5 +1,7 @@
 """Training data built from annotations: frame targets, captions, task balance."""
 
+import json
+
 import numpy as np
 
 from must.annotation import Event, Rhythm, Source, TrackAnnotation
@@ -46,3 +48,17 @@ def test_balanced_oversamples_each_task_to_the_largest():
     out = balanced(ex, seed=0)
     assert sum(e["task"] == "TSG" for e in out) == 6 and sum(e["task"] == "MTR" for e in out) == 6
     assert {e["i"] for e in out if e["task"] == "TSG"} == set(range(6))
+
+
+def test_gto_reasoned_answer_writes_each_label_time_then_the_letter():
+    from must.answers import parse_choice
+    from stages.data import reasoned_answer
+
+    # chronological moments at 25.0 (two events), 50.1 and 74.8; answer F = (Z) → (Y) → (X)
+    events = json.dumps([{"time": 25.0, "kind": "enter", "source": "piano"}, {"time": 25.02, "kind": "enter", "source": "bass"},
+                         {"time": 50.078, "kind": "enter", "source": "drums"}, {"time": 74.761, "kind": "enter", "source": "flute"}])
+    text = reasoned_answer("GTO", "F", events)
+    assert text == "(X) 1:15 (Y) 0:50 (Z) 0:25. Answer: F"
+    assert parse_choice(text.lower(), 6).value == "F"
+    assert reasoned_answer("LTR", "B", events) == "B"
+    assert reasoned_answer("GTO", "A", "[]") == "A"

@@ -161,6 +161,7 @@ class MusTModel(MusTPreTrainedModel):
         hidden = config.text_config.hidden_size
         self.projector = nn.Sequential(nn.Linear(feat, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.time_key = nn.Linear(feat, hidden)
+        self.time_embed = nn.Linear(17, hidden)  # where each time token sits on the time line (ordering, distance)
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
         # per batch row, (projected seconds, time keys) of the last prompt embedded: generation steps after the
@@ -220,6 +221,12 @@ class MusTModel(MusTPreTrainedModel):
         cfg = self.config
         if not cfg.audio_bos_token_id:
             return emb
+        secs = input_ids - cfg.time_token_offset
+        is_time = (secs >= 0) & (secs <= cfg.max_seconds)
+        if is_time.any():
+            t = secs[is_time].float()
+            emb = emb.clone()
+            emb[is_time] = emb[is_time] + self.time_embed(torch.cat([time_features(t), (t / cfg.max_seconds).unsqueeze(-1)], -1))
         if not continuing:
             self.audio_cache = [self._row_audio(input_ids[b].tolist(), audio_features[b] if audio_features is not None
                                                 and b < len(audio_features) else None, emb)
