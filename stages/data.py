@@ -20,6 +20,7 @@ from bench.io import load_bench
 from bench.synth.instruments import PALETTE, display
 from bench.tasks.phrasing import join_clauses, moment_option
 from must.annotation import TrackAnnotation
+from must.answers import option_texts
 from must.timecode import format_time
 
 __all__ = ["SOURCES", "TrainData", "RepeatedTracks", "frame_targets", "caption"]
@@ -172,18 +173,22 @@ class TrainData:
     def _example(self, r: dict[str, Any]) -> dict[str, Any]:
         return {"id": r["id"], "track_id": r["track_id"], "task": r["task"], "question": r["question"],
                 "instruction": self.instructions.get(r["task"], ""), "answer": str(r["answer"]),
-                "reasoned": reasoned_answer(r["task"], str(r["answer"]), r.get("events")),
+                "reasoned": reasoned_answer(r["task"], str(r["answer"]), r.get("events"), r["question"]),
                 "answers": [str(a) for a in r["answers"]], "duration": float(r["duration"]),
                 "qa_type": _text(r.get("qa_type")), "category": _text(r.get("category")), "audio": r["audio"]}
 
 
-def reasoned_answer(task: str, answer: str, events: Any) -> str:
-    """A GTO answer that first writes when (X), (Y) and (Z) happen, then the letter: ``(X) 0:06 (Y) 0:31
-    (Z) 0:16. Answer: B``. Ordering three times the model has just written is easier than ordering three
-    moments it has only heard; other tasks answer directly."""
+def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> str:
+    """A multiple-choice answer that first says what it heard, then the letter. LTR: the change at the asked
+    time in words, ``The drums enter. Answer: C`` (naming a change from the audio, then matching words to an
+    option, is easier than binding a letter to the audio). GTO: when (X), (Y) and (Z) happen, ``(X) 0:06 (Y)
+    0:31 (Z) 0:16. Answer: B`` (ordering three written times is easier than three heard moments). Other
+    tasks answer directly."""
     from bench.tasks.balance import LETTERS
     from bench.tasks.gto import ORDERINGS
 
+    if task == "LTR" and answer in option_texts(question):
+        return f"{option_texts(question)[answer]}. Answer: {answer}"
     if task != "GTO" or answer not in LETTERS[: len(ORDERINGS)]:
         return answer
     evs = json.loads(events) if isinstance(events, str) else list(events or [])

@@ -60,5 +60,8 @@ def test_gto_reasoned_answer_writes_each_label_time_then_the_letter():
     text = reasoned_answer("GTO", "F", events)
     assert text == "(X) 1:15 (Y) 0:50 (Z) 0:25. Answer: F"
     assert parse_choice(text.lower(), 6).value == "F"
-    assert reasoned_answer("LTR", "B", events) == "B"
+    ltr = "What happens in the music at 0:42?\n\nA: The violin enters\nB: No noticeable change\nC: The drums enter"
+    assert reasoned_answer("LTR", "C", events, ltr) == "The drums enter. Answer: C"
+    assert parse_choice(reasoned_answer("LTR", "C", events, ltr).lower(), 4, ltr).value == "C"
+    assert reasoned_answer("LTR", "B", events) == "B"  # no options to name
     assert reasoned_answer("GTO", "A", "[]") == "A"
