@@ -83,6 +83,8 @@ def test_pointer_picks_the_second_whose_audio_matches(tiny):
         model.model.time_key.weight.zero_()
         model.model.time_key.bias.zero_()
         model.model.time_key.weight[0, 0] = 10.0  # key_s = (10 * pooled_s[0], 0, …)
+        model.model.time_key_change.weight.zero_()
+        model.model.time_key_change.bias.zero_()
     enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 5.0)], return_tensors="pt")
     h = model(**enc, audio_features=[feats], output_hidden_states=True).hidden_states[-1][0, -1]
     with torch.no_grad():  # query = e0 at the answer position

@@ -161,6 +161,7 @@ class MusTModel(MusTPreTrainedModel):
         hidden = config.text_config.hidden_size
         self.projector = nn.Sequential(nn.Linear(feat, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.time_key = nn.Linear(feat, hidden)
+        self.time_key_change = nn.Linear(TRACK_SIGNALS, hidden)  # keys from how loudness/intensity change around s
         self.time_embed = nn.Linear(17, hidden)  # where each time token sits on the time line (ordering, distance)
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
@@ -211,7 +212,8 @@ class MusTModel(MusTPreTrainedModel):
         if feats is None:
             return None
         pooled = self.pool(feats.to(like.device, like.dtype))
-        return self.projector(pooled), self.time_key(pooled)
+        keys = self.time_key(pooled) + self.time_key_change(contrast(pooled[:, -TRACK_SIGNALS:]))
+        return self.projector(pooled), keys
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
               continuing: bool = False) -> torch.Tensor:
