@@ -65,7 +65,7 @@ class SFTStage(LoopConfig):
     lora_dropout: float = 0.05
     tasks: list[str] = field(default_factory=lambda: ["TSG", "LTR", "TAD", "GTO", "MTR", "AVQA"])
     generated_copies: int = 0  # extra question draws per train track from its annotations (0: the benchmark's only)
-    reasoning: bool = True  # GTO targets write the three moments' times before the letter
+    reasoning: bool = True  # LTR/GTO targets name the change or write the three times before the letter (reasoned_answer)
 
 
 @dataclass
