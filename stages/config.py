@@ -45,8 +45,14 @@ class EncoderStage(LoopConfig):
     crop_seconds: float = 60.0
     transition_sigma: float = 0.3  # seconds; width of the soft transition target
     aux_weight: float = 0.5  # weight of the Amuse rhythm and source targets
-    activity_pos_weight: float = 4.0  # sources are absent most of the time
+    # sources are absent most of the time; "auto": per source sqrt(absent / present time) over the train tracks,
+    # so that rare instruments are not learned as "never playing"
+    activity_pos_weight: float | str = 4.0
     transition_pos_weight: float = 10.0  # transition frames are rare
+
+    def __post_init__(self) -> None:
+        if isinstance(self.activity_pos_weight, str) and self.activity_pos_weight != "auto":
+            raise ValueError(f"stage1.activity_pos_weight: a number or 'auto', got {self.activity_pos_weight!r}")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from must.annotation import TrackAnnotation
 from must.answers import option_texts
 from must.timecode import format_time
 
-__all__ = ["SOURCES", "TrainData", "RepeatedTracks", "frame_targets", "caption"]
+__all__ = ["SOURCES", "TrainData", "RepeatedTracks", "frame_targets", "caption", "source_prevalence"]
 
 log = logging.getLogger(__name__)
 SOURCES = [v.name for v in PALETTE]
@@ -58,6 +58,27 @@ def frame_targets(ann: TrackAnnotation, n_frames: int, frame_rate: int, sources:
     for start, bpm in ann.tempo:
         tempo[t >= start] = min(bpm / TEMPO_SCALE, 1.0)
     return {"transition": transition, "activity": activity, "rhythm": rhythm, "amuse": amuse, "tempo": tempo}
+
+
+def source_prevalence(annotations: list[TrackAnnotation], sources: list[str]) -> np.ndarray:
+    """Fraction of the tracks' total duration in which each source plays (overlapping spans counted once)."""
+    active = np.zeros(len(sources))
+    total = 0.0
+    for ann in annotations:
+        total += ann.duration
+        for name, spans in ann.activity.items():
+            if name in sources:
+                active[sources.index(name)] += _union_length(spans)
+    return active / max(total, 1e-9)
+
+
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    length, end = 0.0, -np.inf
+    for s, e in sorted(spans):
+        if e > end:
+            length += e - max(s, end)
+            end = e
+    return length
 
 
 def caption(ann: TrackAnnotation) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import mir_eval
@@ -16,7 +17,7 @@ from must.model import MusTProcessor
 from stages.common import (JsonlLogger, append_metrics, barrier, mark_done, new_must_model, rank_world, resume_point, save_any,
                            stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
-from stages.data import SOURCES, RepeatedTracks, TrainData, caption, frame_targets
+from stages.data import SOURCES, RepeatedTracks, TrainData, caption, frame_targets, source_prevalence
 
 __all__ = ["EncoderObjective", "EncoderCrops", "EncoderStageRecipe"]
 
@@ -32,11 +33,11 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
 class EncoderObjective(nn.Module):
     """The encoder with its stage-1 loss; ``forward`` returns ``{"loss", …}`` as the Trainer expects."""
 
-    def __init__(self, encoder: nn.Module, n_sources: int, aux_weight: float, activity_pos_weight: float = 1.0,
-                 transition_pos_weight: float = 1.0):
+    def __init__(self, encoder: nn.Module, n_sources: int, aux_weight: float,
+                 activity_pos_weight: float | Sequence[float] = 1.0, transition_pos_weight: float = 1.0):
         super().__init__()
         self.encoder, self.n, self.aux = encoder, n_sources, aux_weight
-        self.register_buffer("pw_act", torch.tensor(activity_pos_weight), persistent=False)
+        self.register_buffer("pw_act", torch.as_tensor(activity_pos_weight, dtype=torch.float32), persistent=False)
         self.register_buffer("pw_tr", torch.tensor(transition_pos_weight), persistent=False)
 
     def forward(self, wave, offset, transition, activity, rhythm, amuse, tempo, mask):
@@ -58,6 +59,17 @@ class EncoderObjective(nn.Module):
         l_aux = (masked(logits[..., 1], rhythm[:, :t]) + masked(logits[..., 2 + n : 2 + 2 * n], amuse[:, :t])
                  + masked(logits[..., 2 + 2 * n], tempo, where=m * (tempo >= 0)))
         return {"loss": l_tr + l_act + self.aux * l_aux}
+
+
+def activity_pos_weights(setting: float | str, prevalence: np.ndarray, max_weight: float = 10.0) -> float | list[float]:
+    """The activity BCE's ``pos_weight``: a number as given, or for ``"auto"`` per source sqrt(absent / present)
+    from the fraction of train time it plays (:func:`~stages.data.source_prevalence`), clipped to
+    [1, ``max_weight``]; sources never heard get 1."""
+    if not isinstance(setting, str):
+        return float(setting)
+    p = np.asarray(prevalence, float)
+    w = np.where(p > 0, np.sqrt((1 - p) / np.maximum(p, 1e-9)), 1.0)
+    return np.clip(w, 1.0, max_weight).round(3).tolist()
 
 
 class EncoderCrops(RepeatedTracks):
@@ -89,10 +101,11 @@ class EncoderCrops(RepeatedTracks):
 
 
 def frame_f1(model, data: TrainData, n_tracks: int = 20) -> dict[str, float]:
-    """Validation: source-activity frame F1 and transition F1 (peaks within ±1 s, mir_eval) on val tracks."""
+    """Validation on val tracks: source-activity frame F1 (micro over all frames and sources, and the macro mean
+    over the sources that play), recall per source, and transition F1 (peaks within ±1 s, mir_eval)."""
     enc = model.model.encoder
     tracks = data.tracks("val").head(n_tracks).to_dict("records")
-    tp = fp = fn = 0
+    tp, fp, fn = (np.zeros(len(SOURCES)) for _ in range(3))
     f_tr = []
     with torch.no_grad():
         for r in tracks:
@@ -102,16 +115,21 @@ def frame_f1(model, data: TrainData, n_tracks: int = 20) -> dict[str, float]:
             tgt = frame_targets(ann, len(probs), enc.config.frame_rate, SOURCES, 0.3)
             act = probs[:, 2 : 2 + len(SOURCES)] > 0.5
             truth = tgt["activity"] > 0.5
-            tp += int((act & truth).sum())
-            fp += int((act & ~truth).sum())
-            fn += int((~act & truth).sum())
+            tp += (act & truth).sum(0)
+            fp += (act & ~truth).sum(0)
+            fn += (~act & truth).sum(0)
             p = probs[:, 0]
             peaks = [i for i in range(1, len(p) - 1) if p[i] > 0.5 and p[i] >= p[i - 1] and p[i] >= p[i + 1]]
             est = np.array(peaks, float) / enc.config.frame_rate
             ref = np.array(sorted({round(e.time, 3) for e in ann.transitions}), float)
             if len(ref):
                 f_tr.append(mir_eval.onset.f_measure(ref, est, window=1.0)[0])
-    return {"val_activity_f1": 2 * tp / max(2 * tp + fp + fn, 1), "val_transition_f1": float(np.mean(f_tr)) if f_tr else 0.0}
+    heard = (tp + fn) > 0
+    per_f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    recall = {f"val_recall/{s}": round(float(tp[i] / (tp[i] + fn[i])), 3) for i, s in enumerate(SOURCES) if heard[i]}
+    return {"val_activity_f1": float(2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)),
+            "val_activity_macro_f1": float(per_f1[heard].mean()) if heard.any() else 0.0,
+            "val_transition_f1": float(np.mean(f_tr)) if f_tr else 0.0, **recall}
 
 
 class EncoderStageRecipe:
@@ -132,7 +150,11 @@ class EncoderStageRecipe:
                 caption(self.data.annotation(t)) for t in self.data.tracks("train").track_id]
             self.processor = MusTProcessor.build(texts, self.cfg.model.max_seconds)
             self.model = new_must_model(self.cfg, self.processor)
-            objective = EncoderObjective(self.model.model.encoder, len(SOURCES), st.aux_weight, st.activity_pos_weight,
+            prevalence = source_prevalence([self.data.annotation(t) for t in self.data.tracks("train").track_id], SOURCES)
+            pos_weight = activity_pos_weights(st.activity_pos_weight, prevalence)
+            log.info("stage 1 activity pos_weight: %s", pos_weight if isinstance(pos_weight, float)
+                     else dict(zip(SOURCES, pos_weight)))
+            objective = EncoderObjective(self.model.model.encoder, len(SOURCES), st.aux_weight, pos_weight,
                                          st.transition_pos_weight)
             dataset = EncoderCrops(self.data, st.crop_seconds, st.transition_sigma, self.model.config.frame_rate, repeats, self.cfg.seed)
         else:

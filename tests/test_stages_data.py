@@ -5,7 +5,8 @@ import json
 import numpy as np
 
 from must.annotation import Event, Rhythm, Source, TrackAnnotation
-from stages.data import caption, frame_targets
+from stages.data import caption, frame_targets, source_prevalence
+from stages.stage1_encoder import EncoderObjective, activity_pos_weights
 from stages.stage3_sft import balanced
 
 
@@ -27,6 +28,39 @@ def test_frame_targets_by_hand():
     assert t["rhythm"][:60].sum() == 0 and t["rhythm"][60:].sum() == 40
     assert t["amuse"][59].tolist() == [1, 0, 0] and t["amuse"][60].tolist() == [1, 1, 0]
     assert np.allclose(t["tempo"], 0.5)  # 100 BPM / 200
+
+
+def test_source_prevalence_counts_overlapping_spans_once():
+    a = ann()
+    a.activity["drums"] = [(4.0, 8.0), (6.0, 9.0), (1.0, 2.0)]  # union 1-2 and 4-9: 6 s of 10
+    b = TrackAnnotation("u", 30.0, [Source("violin")], activity={"violin": [(0.0, 15.0)]})
+    p = source_prevalence([a, b], ["piano", "drums", "violin", "flute"])
+    assert np.allclose(p, [10 / 40, 6 / 40, 15 / 40, 0.0])
+
+
+def test_auto_activity_pos_weight_is_sqrt_absent_over_present_clipped():
+    w = activity_pos_weights("auto", np.array([0.2, 0.5, 0.9, 0.001, 0.0]))
+    assert np.allclose(w, [2.0, 1.0, 1.0, 10.0, 1.0])  # sqrt(0.8/0.2); 1; clipped up to 1; clipped to 10; unheard
+    assert activity_pos_weights(3, np.array([0.2])) == 3.0
+
+
+def test_per_source_pos_weight_scales_only_the_missed_positives_of_that_source():
+    import torch
+
+    class ZeroEncoder(torch.nn.Module):  # log-mel is the input; every head logit is 0 (p = 0.5)
+        def log_mel(self, wave):
+            return wave
+
+        def forward(self, mel, offset):
+            return None, torch.zeros(mel.shape[0], 3, 7)  # transition, rhythm, 2 activity, 2 Amuse, tempo
+
+    batch = dict(wave=torch.zeros(1, 3), offset=torch.zeros(1), transition=torch.zeros(1, 3),
+                 activity=torch.tensor([[[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]), rhythm=torch.zeros(1, 3),
+                 amuse=torch.zeros(1, 3, 2), tempo=-torch.ones(1, 3), mask=torch.ones(1, 3))
+    plain = EncoderObjective(ZeroEncoder(), 2, 0.0, 1.0)(**batch)["loss"]
+    weighted = EncoderObjective(ZeroEncoder(), 2, 0.0, [1.0, 4.0])(**batch)["loss"]
+    # frame 0: mean over sources of (1 + 4) log 2 instead of (1 + 1) log 2; averaged over 3 frames: +0.5 log 2
+    assert abs(float(weighted - plain) - 0.5 * np.log(2)) < 1e-6
 
 
 def test_frame_targets_tempo_follows_changes_and_is_unknown_before_the_first():
@@ -65,3 +99,17 @@ def test_gto_reasoned_answer_writes_each_label_time_then_the_letter():
     assert parse_choice(reasoned_answer("LTR", "C", events, ltr).lower(), 4, ltr).value == "C"
     assert reasoned_answer("LTR", "B", events) == "B"  # no options to name
     assert reasoned_answer("GTO", "A", "[]") == "A"
+
+
+def test_activity_pos_weight_config_takes_a_number_or_auto():
+    import pytest
+
+    from must.config import ConfigError, load_config
+    from stages.config import TrainConfig
+    from tests.conftest import ROOT
+
+    smoke = ROOT / "configs" / "stages" / "smoke.yaml"
+    assert load_config(TrainConfig, smoke, ["stage1.activity_pos_weight=auto"]).stage1.activity_pos_weight == "auto"
+    assert load_config(TrainConfig, smoke, ["stage1.activity_pos_weight=2.5"]).stage1.activity_pos_weight == 2.5
+    with pytest.raises(ConfigError, match="activity_pos_weight: a number or 'auto'"):
+        load_config(TrainConfig, smoke, ["stage1.activity_pos_weight=sometimes"])
