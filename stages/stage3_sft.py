@@ -66,7 +66,9 @@ class SFTStageRecipe:
                      "track_id": e["track_id"], "audio": e["audio"]} for e in examples]
             dataset, collator = HFChatDataset(rows), HFCollator(self.processor, self.data)
         self.model = get_peft_model(base, lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout))
-        self.trainer = Trainer(model=self.model, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
+        # the length-grouped sampler reads each item's input_ids, which only the MusT dataset has
+        sampling = {"train_sampling_strategy": "group_by_length"} if st.group_by_length and self.kind == "must" else {}
+        self.trainer = Trainer(model=self.model, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg, **sampling)),
                                train_dataset=dataset, data_collator=collator,
                                callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 3)])
 

@@ -145,3 +145,47 @@ def test_track_signals_are_relative_to_the_track():
     inten = torch.tensor([1.0, 0.1, 10 ** -0.5, 0.01]) * torch.tensor([0.5, 0.25, 1.0, 0.0])
     assert torch.allclose(sig[:, 4], inten / inten.max())
     assert torch.allclose(sig[:, 5], torch.tensor([1.0, 1 / 3, 2 / 3, 0.0]))
+
+
+def test_order_from_times_picks_the_ordering_the_written_times_imply():
+    from must.model.inference import order_from_times
+
+    options = {"A": "(X) → (Y) → (Z)", "B": "(X) → (Z) → (Y)", "C": "(Y) → (X) → (Z)"}
+    assert order_from_times("(X) 0:06 (Y) 0:31 (Z) 0:16. Answer: A", options) == "B"
+    assert order_from_times("(Y) 1:02 (X) 1:05 (Z) 2:00", options) == "C"
+    assert order_from_times("(X) 0:06 (Y) 0:31. Answer: A", options) is None  # (Z) has no time
+    assert order_from_times("(X) 0:20 (Y) 0:10 (Z) 0:05", options) is None  # Z, Y, X is not offered
+
+
+def test_option_loglik_is_the_mean_token_logprob_of_each_continuation_alone(tiny):
+    from must.model.inference import option_loglik
+
+    model, proc = tiny
+    feats = model.encode_audio(np.random.default_rng(1).normal(0, 0.1, 16000 * 6).astype(np.float32))
+    prompt = proc.prompt("When does the piano first start to play?", 6.0)
+    conts = ["The drums enter. Answer: A", "piano. Answer: B"]  # different lengths: the batch is padded
+    got = option_loglik(model, proc, prompt, feats, conts)
+    for c, g in zip(conts, got):
+        p = proc.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        t = proc.tokenizer(proc.answer(c), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([p + t]), audio_features=[feats]).logits[0]
+        logp = torch.log_softmax(logits, -1)
+        want = np.mean([float(logp[len(p) - 1 + i, tok]) for i, tok in enumerate(t)])
+        assert abs(g - want) < 1e-4
+
+
+def test_scored_ltr_answers_with_the_most_likely_option(tiny):
+    from must.model.inference import answer_batch, option_loglik
+
+    model, proc = tiny
+    feats = model.encode_audio(np.random.default_rng(2).normal(0, 0.1, 16000 * 6).astype(np.float32))
+    q = "What happens at 0:03?\nA: The drums enter\nB: The piano enters\nC: The tempo speeds up\nD: No noticeable change"
+    item = {"question": q, "duration": 6.0, "task": "LTR"}
+    scores = option_loglik(model, proc, proc.prompt(q, 6.0), feats, [f"{t}. Answer: {k}" for k, t in
+                                                                    zip("ABCD", ["The drums enter", "The piano enters",
+                                                                                 "The tempo speeds up", "No noticeable change"])])
+    best = "ABCD"[int(np.argmax(scores))]
+    assert answer_batch(model, proc, [item], [feats], 4, choices="scored")[0].endswith(f"Answer: {best}")
+    with pytest.raises(ValueError, match="choices"):
+        answer_batch(model, proc, [item], [feats], 4, choices="loglik")

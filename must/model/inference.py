@@ -1,20 +1,37 @@
-"""Answering questions with a MusT checkpoint (used by ``must:`` evaluation and by validation during training)."""
+"""Answering questions with a MusT checkpoint (used by ``must:`` evaluation and by validation during training).
+
+Two ways to answer a multiple-choice question: ``generate`` (greedy text, whose letter the scorer parses) and
+``scored``, where the letter follows from what the model says it heard rather than from the letter it writes:
+LTR picks the option whose description the model finds most likely (mean log-probability per token, as
+lm-evaluation-harness scores multiple choice), GTO picks the ordering implied by the three times the model
+writes. A small LM names the right change or the right times more often than it binds them to a letter.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
 
+from must.answers import option_texts
 from must.model.processing import MusTProcessor
+from must.timecode import parse_time
 
-__all__ = ["answer_batch"]
+__all__ = ["answer_batch", "option_loglik", "order_from_times", "CHOICE_MODES"]
+
+CHOICE_MODES = ("generate", "scored")
+_LABELLED_TIME = re.compile(r"\(([XYZ])\)\s*(\d+:\d{2}(?:\.\d+)?)")
 
 
 @torch.no_grad()
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
-                 max_new_tokens: int = 48) -> list[str]:
-    """Greedy answers for items (``question``, ``instruction``, ``duration``) given their audio features."""
+                 max_new_tokens: int = 48, choices: str = "generate") -> list[str]:
+    """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
+    features: greedy text, with multiple-choice letters chosen as described in the module doc when
+    ``choices="scored"``."""
+    if choices not in CHOICE_MODES:
+        raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
     tok = processor.tokenizer
     prompts = [processor.prompt(i["question"], i["duration"], i.get("instruction", "")) for i in items]
@@ -22,4 +39,54 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,
                          eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
-    return [processor.decode(row[enc["input_ids"].shape[1]:]) for row in out]
+    answers = [processor.decode(row[enc["input_ids"].shape[1]:]) for row in out]
+    if choices == "scored":
+        for k, (item, feats) in enumerate(zip(items, features)):
+            options = option_texts(item["question"])
+            if item.get("task") == "LTR" and options:
+                scores = option_loglik(model, processor, prompts[k], feats,
+                                       [f"{text}. Answer: {letter}" for letter, text in options.items()])
+                best = max(zip(scores, options), key=lambda x: x[0])[1]
+                answers[k] = f"{options[best]}. Answer: {best}"
+            elif item.get("task") == "GTO" and options:
+                letter = order_from_times(answers[k], options)
+                if letter:
+                    answers[k] = f"{answers[k].split('Answer:')[0].strip()} Answer: {letter}"
+    return answers
+
+
+@torch.no_grad()
+def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.Tensor, continuations: list[str]) -> list[float]:
+    """Mean log-probability per token of each continuation of ``prompt`` (one audio, one batch)."""
+    tok = processor.tokenizer
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    conts = [tok(processor.answer(c), add_special_tokens=False)["input_ids"] for c in continuations]
+    n = len(p) + max(len(c) for c in conts)
+    ids = torch.full((len(conts), n), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, c in enumerate(conts):  # right-padded: every row's prompt sits at the same positions
+        ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+        mask[i, : len(p) + len(c)] = 1
+    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                   audio_features=[features] * len(conts)).logits.float()
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1).to(logits.device))[..., 0]
+    return [float(logp[i, len(p) - 1 : len(p) - 1 + len(c)].mean()) for i, c in enumerate(conts)]
+
+
+def order_from_times(text: str, options: dict[str, str]) -> str | None:
+    """The option letter whose order of ``(X)``, ``(Y)``, ``(Z)`` matches the times written for them in
+    ``text`` (``(X) 0:06 (Y) 0:31 (Z) 0:16`` → the option listing ``(X) → (Z) → (Y)``); ``None`` if the
+    text does not give all three times or no option matches."""
+    times: dict[str, float] = {}
+    for label, code in _LABELLED_TIME.findall(text or ""):
+        try:
+            times.setdefault(label, parse_time(code))
+        except ValueError:
+            return None
+    if set(times) != {"X", "Y", "Z"}:
+        return None
+    order = sorted(times, key=lambda x: times[x])
+    for letter, opt in options.items():
+        if re.findall(r"\(([XYZ])\)", opt) == order:
+            return letter
+    return None

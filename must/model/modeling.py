@@ -15,6 +15,7 @@ the audio span with ``<|audio_key|> <digits>``, the model looks the key up. The 
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -26,6 +27,15 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from must.model.configuration import MusTConfig
 
 TRACK_SIGNALS = 6  # see track_signals
+# the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes
+# whichever the installed version uses, and MusT must see it to know a step continues a prompt
+CACHE_ARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+
+
+def _cache_from(past_key_values, kwargs: dict):
+    """The KV cache of a call, under either name (popped from ``kwargs``)."""
+    cache = kwargs.pop("cache", None)
+    return past_key_values if cache is None else cache
 
 __all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals"]
 
@@ -254,11 +264,12 @@ class MusTModel(MusTPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
+        cache = _cache_from(past_key_values, kwargs)
         if inputs_embeds is None:
-            continuing = past_key_values is not None and past_key_values.get_seq_length() > 0
+            continuing = cache is not None and cache.get_seq_length() > 0
             inputs_embeds = self.embed(input_ids, audio_features, continuing)
-        return self.language_model(attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
-                                   inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
+        return self.language_model(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+                                   use_cache=use_cache, **{CACHE_ARG: cache}, **kwargs)
 
 
 class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
@@ -318,7 +329,7 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 labels=None, use_cache=None, logits_to_keep: int = 0, audio_features=None, **kwargs) -> CausalLMOutputWithPast:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         past_key_values=_cache_from(past_key_values, kwargs), inputs_embeds=inputs_embeds, use_cache=use_cache,
                          audio_features=audio_features, **kwargs)
         hidden = out.last_hidden_state
         sl = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep else slice(None)
@@ -326,7 +337,7 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_ARG: getattr(out, CACHE_ARG)},
                                       hidden_states=out.hidden_states, attentions=out.attentions)
 
     def point_at_seconds(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -349,9 +360,10 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         return torch.stack(rows)
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, audio_features=None, **kwargs):
-        inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values, **kwargs)
+        cache = _cache_from(past_key_values, kwargs)
+        inputs = super().prepare_inputs_for_generation(input_ids, **{CACHE_ARG: cache}, **kwargs)
         # audio is added when the prompt is first embedded; later steps only see generated tokens
-        first_step = past_key_values is None or past_key_values.get_seq_length() == 0
+        first_step = cache is None or cache.get_seq_length() == 0
         inputs["audio_features"] = audio_features if first_step else None
         return inputs
 

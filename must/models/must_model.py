@@ -11,23 +11,30 @@ __all__ = ["MusTAdapter"]
 
 @register_model("must")
 class MusTAdapter(Model):
-    """Greedy answers from a MusT checkpoint; audio features are computed once per track."""
+    """Greedy answers from a MusT checkpoint; audio features are computed once per track. ``choices="scored"``
+    (``--model-args choices=scored``) picks LTR and GTO letters from what the model says it heard
+    (:mod:`must.model.inference`); the default ``generate`` takes the letter the model writes."""
 
-    def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64):
+    def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate"):
         import torch
 
         from bench.evaluate.prompts import load_prompts
         from must.model import MusTForCausalLM, MusTProcessor
+        from must.model.inference import CHOICE_MODES
+
+        if choices not in CHOICE_MODES:
+            raise ValueError(f"must: choices must be one of {CHOICE_MODES}, got {choices!r}")
 
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = MusTForCausalLM.from_pretrained(path).eval()
         self.processor = MusTProcessor.from_pretrained(path, self.model.config.max_seconds)
         # MusT was trained with the default answer-format instructions; keep them whatever the run's prompts
         self.instructions = load_prompts().instructions
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.choices = max_new_tokens, choices
         self._features: OrderedDict = OrderedDict()
         self._cache_tracks = cache_tracks
-        self.name = f"must:{path.rstrip('/').split('/')[-2] if path.rstrip('/').endswith('final') else path.rstrip('/').split('/')[-1]}"
+        tail = path.rstrip("/").split("/")
+        self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("+scored" if choices == "scored" else "")
 
     def _features_for(self, audio: str):
         if audio not in self._features:
@@ -50,8 +57,8 @@ class MusTAdapter(Model):
                 continue
             ok.append(i)
             items.append({"question": r.question, "duration": float(r.duration or len(feats[-1]) / 10),
-                          "instruction": self.instructions.get(r.task, "")})
+                          "instruction": self.instructions.get(r.task, ""), "task": r.task})
         if ok:
-            for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens)):
+            for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices)):
                 out[i] = a
         return out
