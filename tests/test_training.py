@@ -62,6 +62,12 @@ def test_checkpoint_evaluates_through_the_must_adapter(smoke_run, tmp_path):
     assert main(["evaluate", "--model", f"must:{smoke_run / 'stage4_grpo' / 'final'}", "--bench", str(smoke_run.parent / "bench"),
                  "--out", str(tmp_path / "ev"), "--no-progress", "--limit", "2"]) == 0
     assert json.loads((tmp_path / "ev" / "scores.json").read_text())["n"]["total"] >= 6
+    assert main(["evaluate", "--model", f"must:{smoke_run / 'stage4_grpo' / 'final'}", "--model-args", "choices=scored",
+                 "--bench", str(smoke_run.parent / "bench"), "--out", str(tmp_path / "scored"), "--no-progress", "--tasks",
+                 "LTR,GTO", "--limit", "2"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "scored" / "predictions.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in rows} == {"LTR", "GTO"}
+    assert all("Answer: " in r["prediction"] for r in rows if r["task"] == "LTR")  # the chosen option, then its letter
 
 
 STAGE_DIRS = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"}
