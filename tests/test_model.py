@@ -155,6 +155,8 @@ def test_order_from_times_picks_the_ordering_the_written_times_imply():
     assert order_from_times("(Y) 1:02 (X) 1:05 (Z) 2:00", options) == "C"
     assert order_from_times("(X) 0:06 (Y) 0:31. Answer: A", options) is None  # (Z) has no time
     assert order_from_times("(X) 0:20 (Y) 0:10 (Z) 0:05", options) is None  # Z, Y, X is not offered
+    assert order_from_times("( x ) 0:06 ( y ) 0:31 ( z ) 0:16. answer : a", options) == "B"  # as MusT decodes
+    assert order_from_times("( x ) 1:00 ( y ) 1:00 ( z ) 1:00. answer : e", options) is None  # ties order nothing
 
 
 def test_option_loglik_is_the_mean_token_logprob_of_each_continuation_alone(tiny):

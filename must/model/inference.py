@@ -21,7 +21,9 @@ from must.timecode import parse_time
 __all__ = ["answer_batch", "option_loglik", "order_from_times", "CHOICE_MODES"]
 
 CHOICE_MODES = ("generate", "scored")
-_LABELLED_TIME = re.compile(r"\(([XYZ])\)\s*(\d+:\d{2}(?:\.\d+)?)")
+_ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
+# MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
+_LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
 
 
 @torch.no_grad()
@@ -51,7 +53,7 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
             elif item.get("task") == "GTO" and options:
                 letter = order_from_times(answers[k], options)
                 if letter:
-                    answers[k] = f"{answers[k].split('Answer:')[0].strip()} Answer: {letter}"
+                    answers[k] = f"{_ANSWER_TAG.split(answers[k])[0].strip()} Answer: {letter}"
     return answers
 
 
@@ -76,14 +78,14 @@ def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.
 def order_from_times(text: str, options: dict[str, str]) -> str | None:
     """The option letter whose order of ``(X)``, ``(Y)``, ``(Z)`` matches the times written for them in
     ``text`` (``(X) 0:06 (Y) 0:31 (Z) 0:16`` → the option listing ``(X) → (Z) → (Y)``); ``None`` if the
-    text does not give all three times or no option matches."""
+    text does not give three distinct times or no option matches."""
     times: dict[str, float] = {}
     for label, code in _LABELLED_TIME.findall(text or ""):
         try:
-            times.setdefault(label, parse_time(code))
+            times.setdefault(label.upper(), parse_time(code))
         except ValueError:
             return None
-    if set(times) != {"X", "Y", "Z"}:
+    if set(times) != {"X", "Y", "Z"} or len(set(times.values())) < 3:
         return None
     order = sorted(times, key=lambda x: times[x])
     for letter, opt in options.items():
