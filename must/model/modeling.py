@@ -26,6 +26,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from must.model.configuration import MusTConfig
 
+__all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals"]
+
 TRACK_SIGNALS = 6  # see track_signals
 # the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes
 # whichever the installed version uses, and MusT must see it to know a step continues a prompt
@@ -36,8 +38,6 @@ def _cache_from(past_key_values, kwargs: dict):
     """The KV cache of a call, under either name (popped from ``kwargs``)."""
     cache = kwargs.pop("cache", None)
     return past_key_values if cache is None else cache
-
-__all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals"]
 
 
 def time_features(seconds: torch.Tensor, dims: int = 16) -> torch.Tensor:
