@@ -17,6 +17,7 @@ from bench.annotate.jams_io import read_jams
 from bench.annotate.transitions import group_moments
 from bench.evaluate.prompts import load_prompts
 from bench.io import load_bench
+from bench.metrics.intervals import total_duration
 from bench.synth.instruments import PALETTE, display
 from bench.tasks.phrasing import join_clauses, moment_option
 from must.annotation import TrackAnnotation
@@ -68,17 +69,8 @@ def source_prevalence(annotations: list[TrackAnnotation], sources: list[str]) ->
         total += ann.duration
         for name, spans in ann.activity.items():
             if name in sources:
-                active[sources.index(name)] += _union_length(spans)
+                active[sources.index(name)] += total_duration(spans)
     return active / max(total, 1e-9)
-
-
-def _union_length(spans: list[tuple[float, float]]) -> float:
-    length, end = 0.0, -np.inf
-    for s, e in sorted(spans):
-        if e > end:
-            length += e - max(s, end)
-            end = e
-    return length
 
 
 def caption(ann: TrackAnnotation) -> str:
