@@ -81,7 +81,7 @@ class EncoderCrops(RepeatedTracks):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r = self.track(i)
-        wave = self.data.wave(r["track_id"], r["audio"])
+        wave = self.data.wave_samples(r["track_id"], r["audio"])
         ann = self.data.annotation(r["track_id"])
         sr = 16000
         total = len(wave) / sr
@@ -89,7 +89,7 @@ class EncoderCrops(RepeatedTracks):
         start = float(rng.uniform(0, max(0.0, total - self.crop)))
         start = round(start * self.fr) / self.fr
         length = int(self.crop * sr)
-        seg = wave[int(start * sr) : int(start * sr) + length]
+        seg = np.asarray(wave[int(start * sr) : int(start * sr) + length], dtype=np.float32)
         seg = np.pad(seg, (0, length - len(seg)))
         n = int(self.crop * self.fr)
         full = frame_targets(ann, int(np.ceil(total * self.fr)) + n, self.fr, SOURCES, self.sigma)

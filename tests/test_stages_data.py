@@ -113,3 +113,24 @@ def test_activity_pos_weight_config_takes_a_number_or_auto():
     assert load_config(TrainConfig, smoke, ["stage1.activity_pos_weight=2.5"]).stage1.activity_pos_weight == 2.5
     with pytest.raises(ConfigError, match="activity_pos_weight: a number or 'auto'"):
         load_config(TrainConfig, smoke, ["stage1.activity_pos_weight=sometimes"])
+
+
+def test_wave_samples_memory_maps_the_cache_and_crops_match_the_whole_wave(tmp_path):
+    import functools
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    from stages.data import TrainData
+
+    y = (0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    sf.write(tmp_path / "t.wav", y, 16000, subtype="FLOAT")
+    data = SimpleNamespace(cache=tmp_path / "cache")
+    data.wave_samples = functools.partial(TrainData.wave_samples, data)
+    first = TrainData.wave(data, "t", str(tmp_path / "t.wav"))  # decodes, caches as float16, returns full precision
+    assert first.dtype == np.float32 and np.allclose(first, y, atol=1e-6)
+    cached = TrainData.wave_samples(data, "t", str(tmp_path / "t.wav"))
+    assert isinstance(cached, np.memmap) and cached.dtype == np.float16 and len(cached) == 16000
+    whole = TrainData.wave(data, "t", str(tmp_path / "t.wav"))
+    assert np.array_equal(np.asarray(cached[100:260], dtype=np.float32), whole[100:260])
+    assert np.array_equal(whole, y.astype(np.float16).astype(np.float32))
