@@ -128,8 +128,8 @@ class TrainData:
 
     def wave_samples(self, track_id: str, audio: str, sr: int = 16000) -> np.ndarray:
         """The audio of :meth:`wave` without reading or converting it all: a float16 memory map once cached (the
-        first call decodes and returns float32). Slice, then convert: stage 1 takes 15 s crops of 45–150 s
-        tracks and needs no more than the crop."""
+        first call decodes and returns float32). Slice, then convert: training takes 15–30 s crops and prefixes
+        of 45–150 s tracks and needs no more than those."""
         from must.audio import load_audio
 
         path = self.cache / "wave" / f"{track_id}.npy"

@@ -91,10 +91,10 @@ class TowerCrops(RepeatedTracks):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r = self.track(i)
         sr = self.proc.feature_extractor.sampling_rate
-        wave = self.data.wave(r["track_id"], r["audio"], sr)
+        wave = self.data.wave_samples(r["track_id"], r["audio"], sr)
         total = len(wave) / sr
         start = float(np.random.default_rng([self.seed, i]).uniform(0, max(0.0, total - self.window)))
-        seg = wave[int(start * sr) : int((start + self.window) * sr)]
+        seg = np.asarray(wave[int(start * sr) : int((start + self.window) * sr)], dtype=np.float32)
         feats = self.proc.feature_extractor(seg, sampling_rate=sr, return_tensors="pt")["input_features"][0]
         rate = self.frames / self.window
         full = frame_targets(self.data.annotation(r["track_id"]), int((total + self.window) * rate) + 1, rate, self.sources, self.sigma)
@@ -124,7 +124,8 @@ class HFCollator:
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         sr = self.proc.feature_extractor.sampling_rate
-        audio = [self.data.wave(b["track_id"], b["audio"], sr)[: int(30 * sr)] for b in batch]
+        audio = [np.asarray(self.data.wave_samples(b["track_id"], b["audio"], sr)[: int(30 * sr)], dtype=np.float32)
+                 for b in batch]
         full = [b["prompt"] + b["target"] + self.eos for b in batch]
         enc = self.proc(text=full, audio=audio, sampling_rate=sr, return_tensors="pt", padding=True)
         prompts = self.proc(text=[b["prompt"] for b in batch], audio=audio, sampling_rate=sr, return_tensors="pt", padding=True)

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import datasets
+import numpy as np
 from trl import GRPOConfig, GRPOTrainer
 
 from rewards import build_reward_funcs, load_reward_config
@@ -43,7 +44,8 @@ class GRPOStageRecipe:
         fe = self.processor.feature_extractor
         store, n_tokens = {}, {}
         for r in tracks.to_dict("records"):
-            wave = self.data.wave(r["track_id"], r["audio"], fe.sampling_rate)[: int(fe.chunk_length * fe.sampling_rate)]
+            wave = np.asarray(self.data.wave_samples(r["track_id"], r["audio"], fe.sampling_rate)
+                              [: int(fe.chunk_length * fe.sampling_rate)], dtype=np.float32)
             f = fe(wave, sampling_rate=fe.sampling_rate, return_tensors="pt", return_attention_mask=True, padding="max_length")
             store[keys[r["track_id"]]] = {"input_features": f["input_features"][0], "feature_attention_mask": f["attention_mask"][0]}
             n_tokens[r["track_id"]] = audio_token_count(f["attention_mask"][0])
