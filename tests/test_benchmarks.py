@@ -18,3 +18,25 @@ def test_entry_point_writes_json_and_markdown(tmp_path):
     data = json.loads((tmp_path / "benchmarks.json").read_text())
     assert "error" in data["nonsense"] and "quality" in data and "meta" in data  # … and the other part is kept
     assert (tmp_path / "benchmarks.md").read_text().startswith("# must-bench benchmarks")
+
+
+def test_ltr_readout_scores_clauses_from_the_heads_at_the_asked_second():
+    import pytest
+    import torch
+
+    from benchmarks.ltr_readout import clause_evidence
+
+    sources = ["piano", "drums"]
+    probs = torch.zeros(6, 3 + 2 * len(sources))
+    probs[:, 1] = torch.tensor([0.0, 0.0, 0.9, 0.0, 0.0, 0.0])  # rhythm-change head
+    change = torch.zeros_like(probs)
+    change[:, 3] = torch.tensor([0.0, 0.5, 1.0, 0.5, 0.0, 0.0])  # drums activity rises around 0:02
+    ev = {"probs": probs, "change": change, "loudness_change": torch.tensor([0.0, 0.0, -0.25, 0.0, 0.0, 0.0])}
+    assert clause_evidence("The drums enter", 2, ev, sources) == 1.0
+    assert clause_evidence("the drums stop", 2, ev, sources) == -0.5  # best of −0.5, −1, −0.5 over 0:01–0:03
+    assert clause_evidence("The drums enter", 5, ev, sources) == 0.0  # window 0:04–0:05 only
+    assert clause_evidence("the tempo slows down", 3, ev, sources) == pytest.approx(0.6)
+    assert clause_evidence("the music gets softer", 2, ev, sources) == 0.5
+    assert clause_evidence("No noticeable change", 2, ev, sources) is None
+    with pytest.raises(ValueError, match="unrecognised"):
+        clause_evidence("the harp enters", 2, ev, sources)

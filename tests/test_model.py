@@ -224,3 +224,17 @@ def test_scored_ltr_answers_with_the_most_likely_option(tiny):
     assert answer_batch(model, proc, [item], [feats], 4, choices="scored")[0].endswith(f"Answer: {best}")
     with pytest.raises(ValueError, match="choices"):
         answer_batch(model, proc, [item], [feats], 4, choices="loglik")
+
+
+def test_interval_end_is_written_after_its_start():
+    from must.model.inference import IntervalEndAfterStart
+
+    proc = IntervalEndAfterStart(time_token_offset=10, max_seconds=20, dash_token_id=5, prompt_length=3)
+    ids = torch.tensor([[1, 2, 3, 10 + 7, 5],  # wrote "0:07 -": the end must be 0:08 or later
+                        [1, 2, 3, 10 + 7, 4],  # no dash: unconstrained
+                        [1, 2, 5, 10 + 7, 5]])
+    out = proc(ids, torch.zeros(3, 40))
+    assert torch.isinf(out[0, 10:18]).all() and (out[0, 18:] == 0).all() and (out[0, :10] == 0).all()
+    assert (out[1] == 0).all()
+    assert torch.isinf(out[2, 10:18]).all()
+    assert (proc(ids[:, :4], torch.zeros(3, 40)) == 0).all()  # fewer than two generated tokens

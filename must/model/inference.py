@@ -5,6 +5,7 @@ Two ways to answer a multiple-choice question: ``generate`` (greedy text, whose 
 LTR picks the option whose description the model finds most likely (mean log-probability per token, as
 lm-evaluation-harness scores multiple choice), GTO picks the ordering implied by the three times the model
 writes. A small LM names the right change or the right times more often than it binds them to a letter.
+Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,35 @@ import re
 from typing import Any
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from must.answers import option_texts
 from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
-__all__ = ["answer_batch", "option_loglik", "order_from_times", "CHOICE_MODES"]
+__all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfterStart", "CHOICE_MODES"]
 
 CHOICE_MODES = ("generate", "scored")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
 # MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
 _LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
+
+
+class IntervalEndAfterStart(LogitsProcessor):
+    """While writing ``start - end``, allow only end times after the start: the pointer chooses each time on its
+    own and would otherwise write empty or reversed intervals (``0:48 - 0:48``), which the MTR scorer rejects."""
+
+    def __init__(self, time_token_offset: int, max_seconds: int, dash_token_id: int, prompt_length: int):
+        self.offset, self.max_seconds, self.dash, self.prompt_length = time_token_offset, max_seconds, dash_token_id, prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] - self.prompt_length < 2:
+            return scores
+        start = input_ids[:, -2] - self.offset
+        open_interval = (input_ids[:, -1] == self.dash) & (start >= 0) & (start <= self.max_seconds)
+        for row in torch.nonzero(open_interval).flatten().tolist():
+            scores[row, self.offset : self.offset + int(start[row]) + 1] = float("-inf")
+        return scores
 
 
 @torch.no_grad()
@@ -38,8 +57,12 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
     tok = processor.tokenizer
     prompts = [processor.prompt(i["question"], i["duration"], i.get("instruction", "")) for i in items]
     enc = tok(prompts, return_tensors="pt", padding=True)
+    dash = tok.convert_tokens_to_ids("-")
+    processors = LogitsProcessorList([IntervalEndAfterStart(model.config.time_token_offset, model.config.max_seconds, dash,
+                                                            enc["input_ids"].shape[1])] if dash != tok.unk_token_id else [])
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,
+                         logits_processor=processors,
                          eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
     answers = [processor.decode(row[enc["input_ids"].shape[1]:]) for row in out]
     if choices == "scored":
