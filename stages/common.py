@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from bench.synth.instruments import display
 from configs import config_path
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import LoopConfig, TrainConfig
@@ -149,8 +148,7 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
                 eos_token_id=processor.tokenizer.convert_tokens_to_ids("<|im_end|>"), bos_token_id=processor.tokenizer.bos_token_id)
     config = MusTConfig(encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers, encoder_heads=m.encoder_heads,
                         encoder_channels=m.encoder_channels, encoder_window=cfg.stage1.crop_seconds,
-                        max_seconds=m.max_seconds, sources=SOURCES, text_config=text,
-                        source_token_ids=processor.word_ids(display(s) for s in SOURCES), **processor.config_ids())
+                        max_seconds=m.max_seconds, sources=SOURCES, text_config=text, **processor.config_ids())
     torch.manual_seed(cfg.seed)
     return MusTForCausalLM(config)
 

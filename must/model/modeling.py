@@ -173,19 +173,12 @@ class MusTModel(MusTPreTrainedModel):
         self.time_key = nn.Linear(feat, hidden)
         self.time_key_change = nn.Linear(TRACK_SIGNALS, hidden)  # keys from how loudness/intensity change around s
         self.time_embed = nn.Linear(17, hidden)  # where each time token sits on the time line (ordering, distance)
-        # what plays, starts and stops in each second, written in the embedding space of the sources' names
-        # (see label_terms): one map learned for every source, not one binding per source
-        self.label_read = nn.Linear(3 * hidden, hidden)
-        self.label_key = nn.Linear(3 * hidden, hidden)
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
         # per batch row, (projected seconds, time keys) of the last prompt embedded: generation steps after the
         # first see only new tokens but still need the audio of their row
         self.audio_cache: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         self.post_init()
-        with torch.no_grad():  # starts by adding "the name of each source that starts here" to the second's embedding
-            self.label_read.weight.zero_()
-            self.label_read.weight[:, hidden : 2 * hidden] = torch.eye(hidden)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.embed_tokens
@@ -207,34 +200,7 @@ class MusTModel(MusTPreTrainedModel):
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """``(T, feature_dim)`` frame features → ``(seconds, hidden)`` embeddings added to the time tokens."""
-        return self.seconds(self.pool(features))[0]
-
-    def label_terms(self, pooled: torch.Tensor) -> torch.Tensor | None:
-        """``(seconds, 3 × hidden)``: per second, the sources' name embeddings weighted by how likely each plays,
-        starts and stops there (activity probabilities and their change); ``None`` without ``source_token_ids``.
-        The words an answer uses ("the tuba enters") then sit in the same space as the audio that backs them."""
-        ids = self.config.source_token_ids
-        if not ids:
-            return None
-        width = max(len(t) for t in ids)
-        table = torch.tensor([t + [t[0]] * (width - len(t)) for t in ids], device=pooled.device)
-        mask = torch.tensor([[1.0] * len(t) + [0.0] * (width - len(t)) for t in ids], device=pooled.device)
-        # through the embedding module (not its weight) so that ZeRO-3 gathers the partitioned table
-        names = (self.get_input_embeddings()(table) * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
-        n, enc, h = len(ids), self.config.encoder_dim, self.config.n_heads_out
-        act = pooled[:, 2 * enc + 2 : 2 * enc + 2 + n]  # head 0 transition, 1 rhythm change, then activity per source
-        change = pooled[:, 2 * enc + h + 2 : 2 * enc + h + 2 + n]
-        names = names.to(pooled.dtype)
-        return torch.cat([act @ names, change.relu() @ names, (-change).relu() @ names], dim=-1)
-
-    def seconds(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled seconds → (embeddings added to their time tokens, pointer keys)."""
-        proj = self.projector(pooled)
-        keys = self.time_key(pooled) + self.time_key_change(contrast(pooled[:, -TRACK_SIGNALS:]))
-        labels = self.label_terms(pooled)
-        if labels is not None:
-            proj, keys = proj + self.label_read(labels), keys + self.label_key(labels)
-        return proj, keys
+        return self.projector(self.pool(features))
 
     def _key(self, ids: list[int], start: int) -> int | None:
         digits = self.config.digit_token_ids
@@ -255,7 +221,9 @@ class MusTModel(MusTPreTrainedModel):
             feats = self.audio_store.get(self._key(ids, ids.index(cfg.audio_key_token_id) + 1))
         if feats is None:
             return None
-        return self.seconds(self.pool(feats.to(like.device, like.dtype)))
+        pooled = self.pool(feats.to(like.device, like.dtype))
+        keys = self.time_key(pooled) + self.time_key_change(contrast(pooled[:, -TRACK_SIGNALS:]))
+        return self.projector(pooled), keys
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
               continuing: bool = False) -> torch.Tensor:

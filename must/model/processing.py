@@ -58,10 +58,6 @@ class MusTProcessor:
                 "audio_key_token_id": t.convert_tokens_to_ids(AUDIO_KEY), "time_token_offset": t.convert_tokens_to_ids("0:00"),
                 "digit_token_ids": [t.convert_tokens_to_ids(str(d)) for d in range(10)]}
 
-    def word_ids(self, texts: Iterable[str]) -> list[list[int]]:
-        """Token ids of each text without special tokens (e.g. source names for ``MusTConfig.source_token_ids``)."""
-        return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-
     def audio_span(self, duration: float, key: int | None = None) -> str:
         """``[<|audio_key|> 1 2] <|audio_bos|> 0:00 0:01 … <|audio_eos|>`` covering the track."""
         n = min(int(math.ceil(duration)), self.max_seconds + 1)
