@@ -25,24 +25,23 @@ _CLAUSE = re.compile(r"^(?:the )?(.+?) (enters|enter|stops|stop)$")
 
 
 def second_evidence(model, wave: np.ndarray) -> dict[str, torch.Tensor]:
-    """Per second of a track: head probabilities, their change over ±2 s, and the change of relative loudness."""
-    from must.model.modeling import contrast, track_signals
+    """Per second of a track: head probabilities, their change over ±2 s, and the change of relative loudness —
+    read from the pooled seconds MusT itself adds to its time tokens (:meth:`MusTModel.pool`)."""
+    from must.model.modeling import contrast
 
-    cfg = model.config
-    feats = model.encode_audio(wave)
-    secs = -(-feats.shape[0] // cfg.frame_rate)
-    feats = torch.cat([feats, feats[-1:].expand(secs * cfg.frame_rate - feats.shape[0], -1)]).view(secs, cfg.frame_rate, -1)
-    lo, hi = cfg.encoder_dim, cfg.encoder_dim + cfg.n_heads_out
-    probs = feats[..., lo:hi].mean(1)
-    loud = track_signals(feats[..., hi:].mean(1))[:, :1]
-    return {"probs": probs, "change": contrast(probs), "loudness_change": contrast(loud)[:, 0]}
+    enc, h = model.config.encoder_dim, model.config.n_heads_out
+    pooled = model.model.pool(model.encode_audio(wave))  # frame mean, frame max, probs, their change, track signals
+    probs, change, signals = pooled[:, 2 * enc : 2 * enc + h], pooled[:, 2 * enc + h : 2 * enc + 2 * h], pooled[:, 2 * enc + 2 * h :]
+    return {"probs": probs, "change": change, "loudness_change": contrast(signals[:, :1])[:, 0]}
 
 
 def clause_evidence(clause: str, at: int, ev: dict[str, torch.Tensor], sources: list[str]) -> float | None:
     """Evidence for one option clause within a second of ``at`` (``None`` for "no noticeable change")."""
+    from bench.synth.instruments import display
+
     c = clause.strip().lower()
     window = slice(max(0, at - 1), min(len(ev["probs"]), at + 2))
-    names = {s.replace("_", " "): i for i, s in enumerate(sources)}
+    names = {display(s): i for i, s in enumerate(sources)}
     m = _CLAUSE.match(c)
     if m and m.group(1) in names:
         change = ev["change"][window, 2 + names[m.group(1)]]  # heads: transition, rhythm change, then activity
