@@ -162,7 +162,9 @@ def load_must(path: Path) -> tuple[MusTForCausalLM, MusTProcessor]:
 def load_stage_model(cfg: TrainConfig, path: Path):
     """The previous stage's checkpoint: MusT, or the ``hf`` audio-LM with its processor."""
     if cfg.model.kind == "must":
-        return load_must(path)
+        model, processor = load_must(path)
+        model.config.heard_events = cfg.model.heard_events  # a prompt-format choice of stages 2-4, saved with them
+        return model, processor
     from stages.hf_audio import load_hf
 
     return load_hf(path)

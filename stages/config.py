@@ -22,6 +22,7 @@ class ModelConfig:
     num_heads: int = 4
     intermediate_size: int = 512
     max_seconds: int = 300
+    heard_events: bool = False  # prompts carry what the encoder's heads heard (must.model.heard)
 
 
 @dataclass

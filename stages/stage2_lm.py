@@ -10,6 +10,7 @@ from pathlib import Path
 from peft import get_peft_model
 from transformers import Trainer, TrainingArguments
 
+from must.model.heard import heard_for
 from stages.common import (JsonlLogger, barrier, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, mark_done,
                            rank_world, resume_point, save_any, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
@@ -42,7 +43,7 @@ class LMStageRecipe:
                 for p in self.model.model.language_model.parameters():
                     p.requires_grad_(False)
             feats = self.data.features(self.model, "stage1", self.data.tracks("train"), *rank_world())
-            rows = [{"prompt": self.processor.prompt(CAPTION_QUESTION, r["duration"]),
+            rows = [{"prompt": self.processor.prompt(CAPTION_QUESTION, r["duration"], heard=heard_for(self.model, feats[r["track_id"]])),
                      "target": self.processor.answer(caption(self.data.annotation(r["track_id"]))), "track_id": r["track_id"]}
                     for r in tracks]
             dataset, collator = PromptTargetDataset(rows, self.processor.tokenizer), AudioCollator(self.processor.tokenizer.pad_token_id, feats)

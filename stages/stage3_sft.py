@@ -11,6 +11,7 @@ import numpy as np
 from peft import get_peft_model
 from transformers import Trainer, TrainingArguments
 
+from must.model.heard import heard_for
 from stages.common import (JsonlLogger, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, rank_world,
                            resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
@@ -54,7 +55,8 @@ class SFTStageRecipe:
                             self.cfg.seed)
         if self.kind == "must":
             feats = self.data.features(base, "stage1", self.data.tracks("train"), *rank_world())
-            rows = [{"prompt": self.processor.prompt(e["question"], e["duration"], e["instruction"]),
+            heard = {t: heard_for(base, f) for t, f in feats.items()}
+            rows = [{"prompt": self.processor.prompt(e["question"], e["duration"], e["instruction"], heard=heard[e["track_id"]]),
                      "target": self.processor.answer(e["reasoned"] if st.reasoning else e["answer"]),
                      "track_id": e["track_id"]} for e in examples]
             dataset, collator = PromptTargetDataset(rows, self.processor.tokenizer), AudioCollator(self.processor.tokenizer.pad_token_id, feats)

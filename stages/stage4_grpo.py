@@ -13,6 +13,7 @@ import numpy as np
 from trl import GRPOConfig, GRPOTrainer
 
 from rewards import build_reward_funcs, load_reward_config
+from must.model.heard import heard_for
 from stages.common import (JsonlLogger, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, rank_world,
                            resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
@@ -37,7 +38,9 @@ class GRPOStageRecipe:
         if self.kind == "must":
             feats = self.data.features(model, "stage1", tracks, *rank_world())
             model.audio_store.update({keys[t]: f for t, f in feats.items()})
-            prompts = [self.processor.prompt(e["question"], e["duration"], e["instruction"], key=keys[e["track_id"]]) for e in examples]
+            heard = {t: heard_for(model, f) for t, f in feats.items()}
+            prompts = [self.processor.prompt(e["question"], e["duration"], e["instruction"], key=keys[e["track_id"]],
+                                             heard=heard[e["track_id"]]) for e in examples]
             return prompts, self.processor.tokenizer
         from stages.hf_audio import attach_audio_store, audio_token_count, chat_prompt
 

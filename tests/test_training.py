@@ -130,3 +130,21 @@ def test_qwen2_audio_style_model_through_the_same_recipes(smoke_run, tmp_path):
     assert (out / "stage3_sft" / "adapter" / "adapter_config.json").exists()
     grpo = (out / "stage4_grpo" / "metrics.jsonl").read_text()
     assert "rewards/timestamp_exp/mean" in grpo
+
+
+def test_heard_events_in_the_prompt_through_stages_2_to_4(smoke_run, tmp_path):
+    from must.cli import main
+    from must.model import MusTConfig
+
+    out = tmp_path / "run"
+    _copy_earlier_stages(smoke_run, out, 2)
+    bench = str(smoke_run.parent / "bench")
+    train(out, f"bench={bench}", "model.heard_events=true", "stage2.max_steps=4", "stage3.max_steps=4", "stage4.max_steps=2",
+          "val_items=6", stage="2,3,4")
+    for name in ("stage2_lm", "stage3_sft", "stage4_grpo"):
+        assert MusTConfig.from_pretrained(out / name / "final").heard_events is True, name
+    for spec in (f"must:{out / 'stage4_grpo' / 'final'}", f"heard:{out / 'stage1_encoder' / 'final'}"):
+        assert main(["evaluate", "--model", spec, "--bench", bench, "--out", str(tmp_path / spec.split(":")[0]),
+                     "--no-progress", "--tasks", "TSG,MTR", "--limit", "2"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "heard" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and not any(r["error"] for r in rows)

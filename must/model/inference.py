@@ -17,6 +17,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from must.answers import option_texts
+from must.model.heard import heard_for
 from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
@@ -55,7 +56,8 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
     tok = processor.tokenizer
-    prompts = [processor.prompt(i["question"], i["duration"], i.get("instruction", "")) for i in items]
+    prompts = [processor.prompt(i["question"], i["duration"], i.get("instruction", ""), heard=heard_for(model, f))
+               for i, f in zip(items, features)]
     enc = tok(prompts, return_tensors="pt", padding=True)
     dash = tok.convert_tokens_to_ids("-")
     processors = LogitsProcessorList([IntervalEndAfterStart(model.config.time_token_offset, model.config.max_seconds, dash,

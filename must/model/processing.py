@@ -35,7 +35,8 @@ class MusTProcessor:
 
         from must.tiny_models import build_word_tokenizer
 
-        tok = build_word_tokenizer(texts, extra_special=[AUDIO_BOS, AUDIO_EOS, AUDIO_KEY])
+        # the words that introduce and separate heard events, whatever the suite's text holds
+        tok = build_word_tokenizer([*texts, "heard : ;"], extra_special=[AUDIO_BOS, AUDIO_EOS, AUDIO_KEY])
         # literal M:SS tokens, added in order so that their ids are contiguous (id - offset = second)
         tok.add_tokens([AddedToken(t, normalized=False, single_word=False) for t in time_tokens(max_seconds)])
         return cls(tok, max_seconds)
@@ -64,11 +65,14 @@ class MusTProcessor:
         head = f"{AUDIO_KEY} {' '.join(str(key))} " if key is not None else ""
         return f"{head}{AUDIO_BOS} {' '.join(time_tokens(n - 1))} {AUDIO_EOS}"
 
-    def prompt(self, question: str, duration: float, instruction: str = "", key: int | None = None) -> str:
+    def prompt(self, question: str, duration: float, instruction: str = "", key: int | None = None,
+               heard: str | None = None) -> str:
         """The full prompt up to the start of the answer. The question comes before the audio so that every
-        second of audio is read knowing what is asked (the LM is causal)."""
+        second of audio is read knowing what is asked (the LM is causal); ``heard`` (what the encoder's heads
+        heard, :func:`~must.model.heard.heard_text`) follows the audio as ``heard : …``."""
+        tail = f" heard : {heard}" if heard is not None else ""
         return (f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user {question} {instruction} "
-                f"{self.audio_span(duration, key)} <|im_end|> <|im_start|> assistant")
+                f"{self.audio_span(duration, key)}{tail} <|im_end|> <|im_start|> assistant")
 
     def answer(self, text: str) -> str:
         """The answer as a training target (ends the turn)."""

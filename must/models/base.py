@@ -83,7 +83,8 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
 
 
 def _ensure_registered() -> None:
-    for module in ("must.models.adapters", "must.models.hf", "must.models.openai", "must.models.must_model", "bench.baselines"):
+    for module in ("must.models.adapters", "must.models.hf", "must.models.openai", "must.models.must_model",
+                   "must.models.heard_model", "bench.baselines"):
         importlib.import_module(module)
 
 
@@ -95,6 +96,6 @@ def load_model(spec: str, **kwargs: Any) -> Model:
     kind, sep, arg = spec.partition(":")
     if sep and kind in MODELS:
         return MODELS[kind](arg, **kwargs)
-    known = sorted(k for k in MODELS if k not in ("hf", "openai", "python", "jsonl", "must"))
+    known = sorted(k for k in MODELS if k not in ("hf", "openai", "python", "jsonl", "must", "heard"))
     raise ValueError(f"unknown model spec {spec!r}: use one of {known} or hf:PATH, openai:URL[#model], "
-                     "python:module:function, jsonl:FILE, must:CHECKPOINT")
+                     "python:module:function, jsonl:FILE, must:CHECKPOINT, heard:CHECKPOINT")
