@@ -12,8 +12,8 @@ import datasets
 import numpy as np
 from trl import GRPOConfig, GRPOTrainer
 
-from rewards import build_reward_funcs, load_reward_config
 from must.model.heard import heard_for
+from rewards import build_reward_funcs, load_reward_config
 from stages.common import (JsonlLogger, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, rank_world,
                            resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig

@@ -51,10 +51,10 @@ def test_heard_events_are_first_entries_last_exits_and_loudness_steps():
 
 def test_heard_regions_put_high_intensity_after_the_step_and_low_before():
     cfg = _config()
-    regions = heard_regions(_features(cfg), cfg)
-    (hs, he), = regions["highest"]
-    assert 19.0 <= hs <= 22.0 and 29.0 <= he <= 30.0
-    assert all(e <= 21.0 for _, e in regions["lowest"])
+    # 0.5 s hops: amplitude 0.1 for hops 0-39 and 1.0 for 40-59, flux constant; the 4 s mean over hops i-4 … i+3 is
+    # exactly 1.0 from hop 44 on and 0.1 up to hop 36. Both thresholds tighten (the regions may cover 18 % of the
+    # 60 hops) until only those plateaus remain; hop i spans i*0.5 … i*0.5 + 0.5, clipped to the active 0.0-29.9 s
+    assert heard_regions(_features(cfg), cfg) == {"highest": [(22.0, 29.9)], "lowest": [(0.0, 18.5)]}
 
 
 def test_heard_text_phrases_events_as_options_and_regions_as_intervals():
