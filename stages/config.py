@@ -71,6 +71,7 @@ class SFTStage(LoopConfig):
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     tasks: list[str] = field(default_factory=lambda: ["TSG", "LTR", "TAD", "GTO", "MTR", "AVQA"])
+    task_weights: dict[str, float] = field(default_factory=dict)  # relative share of a task's examples (default 1)
     generated_copies: int = 0  # extra question draws per train track from its annotations (0: the benchmark's only)
     reasoning: bool = True  # LTR/GTO targets name the change or write the three times before the letter (reasoned_answer)
     group_by_length: bool = True  # MusT: batches of similar length (tracks are 45-150 s), so less compute goes to padding

@@ -23,8 +23,9 @@ __all__ = ["SFTStageRecipe", "balanced"]
 log = logging.getLogger(__name__)
 
 
-def balanced(examples: list[dict], seed: int) -> list[dict]:
-    """Examples with every task oversampled (seeded) to the count of the most frequent task."""
+def balanced(examples: list[dict], seed: int, weights: dict[str, float] | None = None) -> list[dict]:
+    """Examples with every task oversampled (seeded) to the count of the most frequent task, times its weight
+    (default 1; a weight below 1 keeps a random subset)."""
     by_task: dict[str, list] = {}
     for e in examples:
         by_task.setdefault(e["task"], []).append(e)
@@ -32,8 +33,11 @@ def balanced(examples: list[dict], seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     for task in sorted(by_task):
-        v = by_task[task]
-        out += v + [v[int(i)] for i in rng.integers(0, len(v), top - len(v))]
+        v, want = by_task[task], int(round(top * (weights or {}).get(task, 1.0)))
+        if want < len(v):
+            out += [v[int(i)] for i in rng.permutation(len(v))[:want]]
+        else:
+            out += v + [v[int(i)] for i in rng.integers(0, len(v), want - len(v))]
     return [out[int(i)] for i in rng.permutation(len(out))]
 
 
@@ -52,7 +56,7 @@ class SFTStageRecipe:
         st = self.cfg.stage3
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
         examples = balanced(self.data.examples("train", st.tasks) + self.data.generated_examples(st.generated_copies, st.tasks),
-                            self.cfg.seed)
+                            self.cfg.seed, st.task_weights)
         if self.kind == "must":
             feats = self.data.features(base, "stage1", self.data.tracks("train"), *rank_world())
             heard = {t: heard_for(base, f) for t, f in feats.items()}

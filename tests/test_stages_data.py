@@ -134,3 +134,12 @@ def test_wave_samples_memory_maps_the_cache_and_crops_match_the_whole_wave(tmp_p
     whole = TrainData.wave(data, "t", str(tmp_path / "t.wav"))
     assert np.array_equal(np.asarray(cached[100:260], dtype=np.float32), whole[100:260])
     assert np.array_equal(whole, y.astype(np.float16).astype(np.float32))
+
+
+def test_balanced_weights_scale_each_task_count_and_default_to_the_unweighted_draw():
+    ex = [{"task": "TSG", "i": i} for i in range(6)] + [{"task": "MTR", "i": i} for i in range(2)]
+    out = balanced(ex, seed=0, weights={"TSG": 2.0, "MTR": 0.5})
+    assert sum(e["task"] == "TSG" for e in out) == 12 and sum(e["task"] == "MTR" for e in out) == 3  # 0.5 × 6, 2 + 1 drawn
+    out = balanced(ex, seed=0, weights={"TSG": 0.5})
+    assert sum(e["task"] == "TSG" for e in out) == 3 and len({e["i"] for e in out if e["task"] == "TSG"}) == 3
+    assert balanced(ex, seed=0, weights={"TSG": 1.0}) == balanced(ex, seed=0)
