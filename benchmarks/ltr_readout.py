@@ -60,7 +60,7 @@ def run(checkpoint: str, bench: str, limit: int = 150) -> dict[str, Any]:
     """LTR accuracy of the head readout for each "no change" threshold, on the first ``limit`` test items."""
     from bench.evaluate.runner import select_items
     from bench.io import load_bench
-    from must.answers import option_texts
+    from must.answers import option_clauses, option_texts
     from must.audio import load_audio
     from must.model import MusTForCausalLM
     from must.timecode import parse_time
@@ -74,7 +74,7 @@ def run(checkpoint: str, bench: str, limit: int = 150) -> dict[str, Any]:
             evidence[item["audio"]] = second_evidence(model, load_audio(item["audio"], model.config.sample_rate)[0])
         ev = evidence[item["audio"]]
         at = min(int(parse_time(re.search(r"\bat (\d+:\d\d)", item["question"]).group(1))), len(ev["probs"]) - 1)
-        options = {letter: [clause_evidence(c, at, ev, model.config.sources) for c in re.split(r", | and ", text)]
+        options = {letter: [clause_evidence(c, at, ev, model.config.sources) for c in option_clauses(text)]
                    for letter, text in option_texts(item["question"]).items()}
         scored.append((item["answer"], options))
     accuracy = {}

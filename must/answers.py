@@ -24,7 +24,8 @@ from typing import Any
 
 from must.timecode import find_intervals, find_times
 
-__all__ = ["Parsed", "parse_timestamp", "parse_interval_answer", "parse_choice", "option_texts", "clean_text"]
+__all__ = ["Parsed", "parse_timestamp", "parse_interval_answer", "parse_choice", "option_texts", "option_clauses",
+           "labelled_changes", "clean_text"]
 
 MAX_ANSWER_CHARS = 20_000  # model outputs beyond this are truncated before parsing (1 MB garbage stays fast)
 
@@ -133,6 +134,20 @@ _OPTION_LINE = re.compile(r"^\s*\(?([A-F])[\):.]\s+(.+?)\s*$", re.MULTILINE)
 def option_texts(question: str) -> dict[str, str]:
     """The options listed in a multiple-choice question (``A: text`` / ``(A) text`` lines)."""
     return {m.group(1): m.group(2) for m in _OPTION_LINE.finditer(question or "")}
+
+
+_LABELLED_CHANGE = re.compile(r"^\(([XYZ])\) (.+)$", re.MULTILINE)
+
+
+def labelled_changes(question: str) -> dict[str, str]:
+    """The changes a GTO question lists, by label: ``(X) The drums enter`` lines → ``{"X": "The drums enter"}``."""
+    return dict(_LABELLED_CHANGE.findall(question or ""))
+
+
+def option_clauses(text: str) -> list[str]:
+    """The clauses of an option (the inverse of joining them as ``a, b and c``): ``"The drums enter and the bass
+    stops."`` → ``["the drums enter", "the bass stops"]``, lower case."""
+    return [c.strip().lower() for c in re.split(r", | and ", text.strip().rstrip("."))]
 
 
 def _letters(n_options: int) -> str:

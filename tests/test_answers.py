@@ -53,3 +53,14 @@ def test_choice_six_options():
 def test_option_texts():
     assert option_texts(QUESTION) == {"A": "The drums enter", "B": "The piano stops", "C": "The tempo speeds up",
                                       "D": "No noticeable change"}
+
+
+def test_option_clauses_and_labelled_changes_split_what_the_questions_join():
+    from must.answers import labelled_changes, option_clauses
+
+    assert option_clauses("The drums enter, the bass stops and the music gets louder.") == [
+        "the drums enter", "the bass stops", "the music gets louder"]
+    assert option_clauses("No noticeable change") == ["no noticeable change"]
+    q = "The following musical changes occur in this piece:\n(X) The tuba enters\n(Y) The drums stop\n\nA: (X) → (Y)"
+    assert labelled_changes(q) == {"X": "The tuba enters", "Y": "The drums stop"}
+    assert labelled_changes(None) == {}

@@ -25,14 +25,13 @@ from bench.annotate.estimate import annotate_audio
 from bench.annotate.sources import HPSSBandSeparator
 from bench.baselines.common import intensity_kind, question_source, question_time
 from bench.tasks.gto import ORDERINGS
-from must.answers import option_texts
+from must.answers import labelled_changes, option_texts
 from must.audio import load_audio
 from must.models.base import Model, ModelError, Request, register_model
 from must.timecode import format_intervals, format_time
 
 BASS_WORDS = ("bass", "tuba", "contrabass")
 CLAUSE_RE = re.compile(r"the ([a-z_ ]+?) (enters|enter|stops|stop)\b|tempo (speeds up|slows down)|gets (louder|softer)|(no noticeable change)")
-LABEL_RE = re.compile(r"^\(([XYZ])\) (.+)$", re.MULTILINE)
 HOP, WINDOW = 0.5, 4.0
 
 
@@ -134,7 +133,7 @@ class DSPBaseline(Model):
             scores = {k: np.mean([a.evidence(c, t or 0.0) for c in clauses(v)] or [-9]) for k, v in opts.items()}
             return max(scores, key=scores.get) if scores else "A"
         if r.task == "GTO":
-            labels = dict(LABEL_RE.findall(q))
+            labels = labelled_changes(q)
             inside = (a.times > 2) & (a.times < a.duration - 2)
             when = {}
             for lab, text in labels.items():

@@ -14,11 +14,9 @@ import pandas as pd
 
 from bench.baselines.common import avqa_candidates, intensity_kind, question_source, question_time
 from bench.baselines.prior import PriorBaseline
-from must.answers import option_texts
+from must.answers import labelled_changes, option_texts
 from must.models.base import Model, Request, register_model
 from must.timecode import format_interval, format_time, parse_intervals, parse_time
-
-LABEL_RE = re.compile(r"^\(([XYZ])\) (.+)$", re.MULTILINE)
 
 
 def _kind(text: str) -> str:
@@ -38,7 +36,7 @@ def _ltr_features(question: str, option: str) -> str:
 
 
 def _gto_features(question: str, ordering: str) -> str:
-    labels = dict(LABEL_RE.findall(question))
+    labels = labelled_changes(question)
     seq = re.findall(r"\(([XYZ])\)", ordering)
     kinds = [_kind(labels.get(x, "")) for x in seq]
     feats = [f"{a}_before_{b}" for i, a in enumerate(kinds) for b in kinds[i + 1:]]

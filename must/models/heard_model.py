@@ -4,20 +4,11 @@ encoder hears, so that what the LM makes of it can be compared (a baseline, not 
 
 from __future__ import annotations
 
-import re
-
 from must.annotation import Event
 from must.models.base import ModelError, Request, register_model
 from must.models.must_model import MusTAdapter
 
 __all__ = ["HeardReadout", "answer_from_heard"]
-
-_LABELLED = re.compile(r"^\(([XYZ])\) (.+)$", re.MULTILINE)
-
-
-def _clauses(text: str) -> list[str]:
-    """``"The drums enter and the bass stops."`` → ``["the drums enter", "the bass stops"]``."""
-    return [c.strip().lower() for c in re.split(r", | and ", text.strip().rstrip("."))]
 
 
 def answer_from_heard(task: str, question: str, qa_type: str | None, events: list[Event],
@@ -28,7 +19,7 @@ def answer_from_heard(task: str, question: str, qa_type: str | None, events: lis
     from bench.baselines.common import intensity_kind, question_source, question_time
     from bench.tasks.gto import ORDERINGS
     from bench.tasks.phrasing import event_option, source_phrase
-    from must.answers import option_texts
+    from must.answers import labelled_changes, option_clauses, option_texts
     from must.timecode import format_intervals, format_time
 
     if task == "TSG":
@@ -42,7 +33,7 @@ def answer_from_heard(task: str, question: str, qa_type: str | None, events: lis
         near = {event_option(e) for e in events if at is not None and abs(e.time - at) <= 1.5}
 
         def support(text: str) -> float:
-            cs = _clauses(text)
+            cs = option_clauses(text)
             if cs == ["no noticeable change"]:
                 return 0.5 if not near else 0.0
             return sum(c in near for c in cs) / len(cs)
@@ -51,8 +42,8 @@ def answer_from_heard(task: str, question: str, qa_type: str | None, events: lis
         return max(options, key=lambda letter: support(options[letter])) if options else ""
     if task == "GTO":
         when = {}
-        for label, text in _LABELLED.findall(question):
-            times = [e.time for e in events if event_option(e) in _clauses(text)]
+        for label, text in labelled_changes(question).items():
+            times = [e.time for e in events if event_option(e) in option_clauses(text)]
             when[label] = min(times, default=float("inf"))
         order = tuple(sorted(when, key=when.get))
         return "ABCDEF"[ORDERINGS.index(order)] if order in ORDERINGS else ""
