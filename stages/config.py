@@ -61,6 +61,9 @@ class LMStage(LoopConfig):
     """Stage 2: projector and LM on timestamped captions (encoder frozen)."""
 
     train_lm: bool = True
+    # a second caption per track with each change before its time (stages.data.event_caption): source-conditioned
+    # pointing, the skill TSG and MTR need, practised on every change of every track
+    event_captions: bool = True
 
 
 @dataclass

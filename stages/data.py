@@ -19,15 +19,18 @@ from bench.evaluate.prompts import load_prompts
 from bench.io import load_bench
 from bench.metrics.intervals import total_duration
 from bench.synth.instruments import PALETTE, display
-from bench.tasks.phrasing import join_clauses, moment_option
+from bench.tasks.phrasing import NO_CHANGE, event_option, join_clauses, moment_option
 from must.annotation import TrackAnnotation
 from must.answers import option_texts
 from must.timecode import format_time
 
-__all__ = ["SOURCES", "TrainData", "RepeatedTracks", "frame_targets", "caption", "source_prevalence"]
+__all__ = ["SOURCES", "CAPTION_QUESTION", "EVENT_QUESTION", "TrainData", "RepeatedTracks", "frame_targets", "caption",
+           "event_caption", "caption_examples", "source_prevalence"]
 
 log = logging.getLogger(__name__)
 SOURCES = [v.name for v in PALETTE]
+CAPTION_QUESTION = "Describe the music with timestamps."  # stage 2's questions (in the tokenizer's text)
+EVENT_QUESTION = "When does the music change?"
 
 
 TEMPO_SCALE = 200.0  # BPM that maps to a tempo target of 1
@@ -94,6 +97,29 @@ def caption(ann: TrackAnnotation) -> str:
     return " ".join(parts)
 
 
+def event_caption(ann: TrackAnnotation, rng: np.random.Generator) -> str:
+    """Every change followed by its time, in random order: ``the drums enter at 0:25 ; highest intensity
+    0:40-0:55 ; …``. The change is written before its time, so each time is pointing at the second where *that*
+    change happens — what TSG and MTR ask — rather than at the next change along the timeline."""
+    parts = [f"{event_option(e)} at {format_time(e.time)}" for e in ann.transitions]
+    parts += [f"{kind} intensity {format_time(s)}-{format_time(e)}" for kind in ("highest", "lowest")
+              for s, e in ann.regions.get(kind, [])]
+    return " ; ".join(parts[int(i)] for i in rng.permutation(len(parts))) + " ." if parts else NO_CHANGE.lower() + " ."
+
+
+def caption_examples(data: "TrainData", tracks: list[dict], event_captions: bool, seed: int) -> list[tuple[dict, str, str]]:
+    """Stage 2's ``(track row, question, caption)``: every track's timeline caption and, with ``event_captions``,
+    its event caption (order drawn from ``seed``)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in tracks:
+        ann = data.annotation(r["track_id"])
+        out.append((r, CAPTION_QUESTION, caption(ann)))
+        if event_captions:
+            out.append((r, EVENT_QUESTION, event_caption(ann, rng)))
+    return out
+
+
 def _text(v: Any) -> str | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
 
@@ -123,7 +149,7 @@ class TrainData:
         return read_jams(self.bench / "jams" / f"{track_id}.jams")
 
     def wave(self, track_id: str, audio: str, sr: int = 16000) -> np.ndarray:
-        """16 kHz mono audio, cached as float16 ``.npy``."""
+        """Mono audio at ``sr`` Hz (16 kHz by default), cached as float16 ``.npy``."""
         return np.asarray(self.wave_samples(track_id, audio, sr), dtype=np.float32)
 
     def wave_samples(self, track_id: str, audio: str, sr: int = 16000) -> np.ndarray:
@@ -132,7 +158,8 @@ class TrainData:
         of 45–150 s tracks and needs no more than those."""
         from must.audio import load_audio
 
-        path = self.cache / "wave" / f"{track_id}.npy"
+        # one cache per rate: an hf audio-LM's feature extractor may want another rate than MusT's 16 kHz
+        path = self.cache / "wave" / ("" if sr == 16000 else f"{sr}hz") / f"{track_id}.npy"
         if path.exists():
             return np.load(path, mmap_mode="r")
         y, _ = load_audio(audio, sr)

@@ -17,7 +17,8 @@ from must.model import MusTProcessor
 from stages.common import (JsonlLogger, append_metrics, barrier, mark_done, new_must_model, rank_world, resume_point, save_any,
                            stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
-from stages.data import SOURCES, RepeatedTracks, TrainData, caption, frame_targets, source_prevalence
+from stages.data import (CAPTION_QUESTION, EVENT_QUESTION, SOURCES, RepeatedTracks, TrainData, caption, frame_targets,
+                         source_prevalence)
 
 __all__ = ["EncoderObjective", "EncoderCrops", "EncoderStageRecipe"]
 
@@ -146,7 +147,7 @@ class EncoderStageRecipe:
         st = self.cfg.stage1
         repeats = max(1, int(np.ceil(st.max_steps * st.batch_size * rank_world()[1] / max(len(self.data.tracks("train")), 1))))
         if self.cfg.model.kind == "must":
-            texts = list(self.data.train.question) + list(self.data.train.answer) + [
+            texts = list(self.data.train.question) + list(self.data.train.answer) + [CAPTION_QUESTION, EVENT_QUESTION] + [
                 caption(self.data.annotation(t)) for t in self.data.tracks("train").track_id]
             self.processor = MusTProcessor.build(texts, self.cfg.model.max_seconds)
             self.model = new_must_model(self.cfg, self.processor)

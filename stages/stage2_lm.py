@@ -1,6 +1,7 @@
 """Stage 2 — LM adaptation: projector and LM learn timestamped captions generated from the annotations,
-e.g. ``[0:00-0:25] piano and bass, 96 bpm. [0:25] the drums enter. …`` (encoder frozen; MusT's LM is trained
-fully, an existing audio-LM through LoRA)."""
+e.g. ``[0:00-0:25] piano and bass, 96 bpm. [0:25] the drums enter. …``, and (``event_captions``) the same changes
+each before its time, ``the drums enter at 0:25 ; …`` (encoder frozen; MusT's LM is trained fully, an existing
+audio-LM through LoRA)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from must.model.heard import heard_for
 from stages.common import (JsonlLogger, barrier, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, mark_done,
                            rank_world, resume_point, save_any, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
-from stages.data import TrainData, caption
+from stages.data import TrainData, caption_examples
 from stages.sequences import AudioCollator, PromptTargetDataset
 
-__all__ = ["LMStageRecipe", "CAPTION_QUESTION"]
+__all__ = ["LMStageRecipe"]
 
 log = logging.getLogger(__name__)
-CAPTION_QUESTION = "Describe the music with timestamps."
 
 
 class LMStageRecipe:
@@ -36,23 +36,23 @@ class LMStageRecipe:
         self.model, self.processor = load_stage_model(self.cfg, stage_dir(self.out, 1) / "final")
         freeze_audio_encoder(self.kind, self.model)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
-        tracks = self.data.tracks("train").to_dict("records")
         st = self.cfg.stage2
+        examples = caption_examples(self.data, self.data.tracks("train").to_dict("records"), st.event_captions, self.cfg.seed)
         if self.kind == "must":
             if not st.train_lm:
                 for p in self.model.model.language_model.parameters():
                     p.requires_grad_(False)
             feats = self.data.features(self.model, "stage1", self.data.tracks("train"), *rank_world())
-            rows = [{"prompt": self.processor.prompt(CAPTION_QUESTION, r["duration"], heard=heard_for(self.model, feats[r["track_id"]])),
-                     "target": self.processor.answer(caption(self.data.annotation(r["track_id"]))), "track_id": r["track_id"]}
-                    for r in tracks]
+            heard = {t: heard_for(self.model, f) for t, f in feats.items()}
+            rows = [{"prompt": self.processor.prompt(q, r["duration"], heard=heard[r["track_id"]]),
+                     "target": self.processor.answer(text), "track_id": r["track_id"]} for r, q, text in examples]
             dataset, collator = PromptTargetDataset(rows, self.processor.tokenizer), AudioCollator(self.processor.tokenizer.pad_token_id, feats)
         else:
             from stages.hf_audio import HFChatDataset, HFCollator, chat_prompt
 
             self.model = get_peft_model(self.model, lora_config(self.kind, 16, 32))
-            rows = [{"prompt": chat_prompt(self.processor, CAPTION_QUESTION, ""), "target": " " + caption(self.data.annotation(r["track_id"])),
-                     "track_id": r["track_id"], "audio": r["audio"]} for r in tracks]
+            rows = [{"prompt": chat_prompt(self.processor, q, ""), "target": " " + text, "track_id": r["track_id"],
+                     "audio": r["audio"]} for r, q, text in examples]
             dataset, collator = HFChatDataset(rows), HFCollator(self.processor, self.data)
         self.trainer = Trainer(model=self.model, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
                                train_dataset=dataset, data_collator=collator,

@@ -102,6 +102,50 @@ def test_pointer_picks_the_second_whose_audio_matches(tiny):
     assert torch.allclose(out.scores[1][0], full, atol=1e-4)
 
 
+def test_context_keys_read_each_seconds_token_in_the_audio_span(tiny):
+    import copy
+
+    from must.model.modeling import TRACK_SIGNALS
+
+    model, proc = copy.deepcopy(tiny[0]), tiny[1]
+    assert torch.count_nonzero(model.model.time_key_context.weight) == 0  # a new model points as before
+    enc = proc.tokenizer([proc.prompt("What changes at 0:02?", 5.0)], return_tensors="pt")
+    ids = enc["input_ids"][0]
+    feats = torch.randn(50, model.config.feature_dim)
+    with torch.no_grad():
+        model.model.time_key_context.weight.copy_(2 * torch.eye(32))
+        hidden = model.model(**enc, audio_features=[feats]).last_hidden_state[0]
+        pooled = model.model.pool(feats)
+        audio_keys = model.model.time_key(pooled) + model.model.time_key_change(contrast(pooled[:, -TRACK_SIGNALS:]))
+        keys = model.model.time_keys(0)
+    off = model.config.time_token_offset
+    bos = int(torch.nonzero(ids == model.config.audio_bos_token_id)[0])
+    for s in range(5):
+        pos = int(torch.nonzero(ids == off + s).flatten()[-1])  # 0:02 also occurs in the question, before the span
+        assert pos > bos
+        assert torch.allclose(keys[s], audio_keys[s] + 2 * hidden[pos], atol=1e-5)
+    # generation after the prompt keeps the prompt's context keys: same logits as one full forward
+    out = model.generate(**enc, audio_features=[feats], max_new_tokens=2, do_sample=False, output_scores=True,
+                         return_dict_in_generate=True)
+    full = model(input_ids=out.sequences[:, :-1], audio_features=[feats]).logits[0, -1]
+    assert torch.allclose(out.scores[1][0], full, atol=1e-4)
+
+
+def test_a_checkpoint_saved_without_context_keys_loads_them_as_zero(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, proc = tiny
+    model.save_pretrained(tmp_path)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    del weights["model.time_key_context.weight"]
+    save_file(weights, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    loaded = MusTForCausalLM.from_pretrained(tmp_path).eval()
+    assert torch.count_nonzero(loaded.model.time_key_context.weight) == 0
+    enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 5.0)], return_tensors="pt")
+    feats = torch.randn(50, model.config.feature_dim)
+    assert torch.allclose(loaded(**enc, audio_features=[feats]).logits, model(**enc, audio_features=[feats]).logits, atol=1e-5)
+
+
 def test_generate_and_store_and_round_trip(tiny, tmp_path):
     model, proc = tiny
     feats = model.encode_audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 8).astype(np.float32))

@@ -1,11 +1,12 @@
 """Training data built from annotations: frame targets, captions, task balance."""
 
+import itertools
 import json
 
 import numpy as np
 
 from must.annotation import Event, Rhythm, Source, TrackAnnotation
-from stages.data import caption, frame_targets, source_prevalence
+from stages.data import caption, event_caption, frame_targets, source_prevalence
 from stages.stage1_encoder import EncoderObjective, activity_pos_weights
 from stages.stage3_sft import balanced
 
@@ -77,6 +78,16 @@ def test_caption_mentions_spans_transitions_and_regions():
     assert c.endswith("[0:05-0:07] highest intensity.")
 
 
+def test_event_caption_writes_each_change_before_its_time_in_a_seeded_order():
+    parts = {"the drums enter at 0:04", "the drums stop at 0:08", "highest intensity 0:05-0:07"}
+    c = event_caption(ann(), np.random.default_rng(0))
+    assert c.endswith(" .") and set(c[:-2].split(" ; ")) == parts
+    orders = {event_caption(ann(), np.random.default_rng(seed)) for seed in range(20)}
+    assert len(orders) > 1 and orders <= {" ; ".join(p) + " ." for p in itertools.permutations(parts)}
+    empty = TrackAnnotation("e", 5.0, [Source("piano")], activity={"piano": [(0.0, 5.0)]})
+    assert event_caption(empty, np.random.default_rng(0)) == "no noticeable change ."
+
+
 def test_balanced_oversamples_each_task_to_the_largest():
     ex = [{"task": "TSG", "i": i} for i in range(6)] + [{"task": "MTR", "i": i} for i in range(2)]
     out = balanced(ex, seed=0)
@@ -134,6 +145,9 @@ def test_wave_samples_memory_maps_the_cache_and_crops_match_the_whole_wave(tmp_p
     whole = TrainData.wave(data, "t", str(tmp_path / "t.wav"))
     assert np.array_equal(np.asarray(cached[100:260], dtype=np.float32), whole[100:260])
     assert np.array_equal(whole, y.astype(np.float16).astype(np.float32))
+    # another rate is another cache entry, not the 16 kHz samples read at the wrong rate
+    half = TrainData.wave(data, "t", str(tmp_path / "t.wav"), sr=8000)
+    assert len(half) == 8000 and len(TrainData.wave(data, "t", str(tmp_path / "t.wav"))) == 16000
 
 
 def test_balanced_weights_scale_each_task_count_and_default_to_the_unweighted_draw():

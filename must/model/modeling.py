@@ -2,8 +2,10 @@
 
 Audio enters the LM through *time tokens*: the prompt holds ``<|audio_bos|> 0:00 0:01 … <|audio_eos|>``, one
 token per second, and the projected features of second *s* are added to the embedding of the time token ``s``.
-Answers use the same tokens (``1:05``), so pointing at a moment and writing its time are one skill. The question
-precedes the audio, so each second is read knowing what is asked; each second's features already carry the
+Answers use the same tokens (``1:05``), so pointing at a moment and writing its time are one skill: each time
+token's logit gets a pointer term, the answer position's query against a key per second made of that second's
+audio and of the LM's last hidden state at that second's token in the audio span. The question precedes the
+audio, so each second is read knowing what is asked; each second's features already carry the
 change of every head probability across it and the track-relative loudness and intensity, so "where does X
 start" and "where is it loudest" are local look-ups, not comparisons the small LM has to learn.
 
@@ -159,6 +161,9 @@ class MusTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+        if getattr(module, "zero_init", False):
+            # also when a checkpoint saved before this module existed is loaded: it then changes nothing
+            nn.init.zeros_(module.weight)
 
 
 class MusTModel(MusTPreTrainedModel):
@@ -173,11 +178,15 @@ class MusTModel(MusTPreTrainedModel):
         self.time_key = nn.Linear(feat, hidden)
         self.time_key_change = nn.Linear(TRACK_SIGNALS, hidden)  # keys from how loudness/intensity change around s
         self.time_embed = nn.Linear(17, hidden)  # where each time token sits on the time line (ordering, distance)
+        # keys from the LM's own reading of each second of the audio span, which comes after the question
+        self.time_key_context = nn.Linear(hidden, hidden, bias=False)
+        self.time_key_context.zero_init = True
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
         # per batch row, (projected seconds, time keys) of the last prompt embedded: generation steps after the
         # first see only new tokens but still need the audio of their row
         self.audio_cache: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        self.audio_positions: list[tuple[torch.Tensor, torch.Tensor] | None] = []  # (positions, seconds) per row
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -240,6 +249,7 @@ class MusTModel(MusTPreTrainedModel):
             emb = emb.clone()
             emb[is_time] = emb[is_time] + self.time_embed(torch.cat([time_features(t), (t / cfg.max_seconds).unsqueeze(-1)], -1))
         if not continuing:
+            self.audio_positions = [self._span_positions(input_ids[b]) for b in range(input_ids.shape[0])]
             self.audio_cache = [self._row_audio(input_ids[b].tolist(), audio_features[b] if audio_features is not None
                                                 and b < len(audio_features) else None, emb)
                                 for b in range(input_ids.shape[0])]
@@ -257,6 +267,29 @@ class MusTModel(MusTPreTrainedModel):
             rows.append(emb[b] + add)
         return torch.stack(rows)
 
+    def _span_positions(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(positions, seconds) of the time tokens between a row's ``<|audio_bos|>`` and ``<|audio_eos|>``."""
+        cfg = self.config
+        bos, eos = (ids == cfg.audio_bos_token_id).nonzero(), (ids == cfg.audio_eos_token_id).nonzero()
+        if not len(bos) or not len(eos):
+            return None
+        pos = torch.arange(int(bos[0]) + 1, int(eos[0]), device=ids.device)
+        secs = ids[pos] - cfg.time_token_offset
+        ok = (secs >= 0) & (secs <= cfg.max_seconds)
+        return pos[ok], secs[ok]
+
+    def add_context_keys(self, hidden: torch.Tensor) -> None:
+        """Add to each row's time keys the LM's last hidden state at that second's token in the audio span,
+        projected: the span follows the question, so these keys can already say "this is the second asked for"
+        (a pointer over contextual encodings, not only over the audio)."""
+        for b, (audio, span) in enumerate(zip(self.audio_cache, self.audio_positions)):
+            if audio is None or span is None:
+                continue
+            pos, secs = span
+            ok = secs < audio[1].shape[0]
+            ctx = self.time_key_context(hidden[b, pos[ok]])
+            self.audio_cache[b] = (audio[0], audio[1].index_add(0, secs[ok], ctx.to(audio[1].dtype)))
+
     def time_keys(self, row: int) -> torch.Tensor | None:
         """``(seconds, hidden)`` pointer keys of batch row ``row``'s audio (from the last prompt embedded)."""
         audio = self.audio_cache[row] if row < len(self.audio_cache) else None
@@ -265,11 +298,14 @@ class MusTModel(MusTPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
         cache = _cache_from(past_key_values, kwargs)
+        prompt_pass = inputs_embeds is None and not (cache is not None and cache.get_seq_length() > 0)
         if inputs_embeds is None:
-            continuing = cache is not None and cache.get_seq_length() > 0
-            inputs_embeds = self.embed(input_ids, audio_features, continuing)
-        return self.language_model(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
-                                   use_cache=use_cache, **{CACHE_ARG: cache}, **kwargs)
+            inputs_embeds = self.embed(input_ids, audio_features, continuing=not prompt_pass)
+        out = self.language_model(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+                                  use_cache=use_cache, **{CACHE_ARG: cache}, **kwargs)
+        if prompt_pass:
+            self.add_context_keys(out.last_hidden_state)
+        return out
 
 
 class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
