@@ -156,14 +156,16 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
 def load_must(path: Path) -> tuple[MusTForCausalLM, MusTProcessor]:
     """A MusT checkpoint and its processor (safetensors)."""
     model = MusTForCausalLM.from_pretrained(str(path))
-    return model, MusTProcessor.from_pretrained(path, model.config.max_seconds)
+    return model, MusTProcessor.from_pretrained(path, model.config.max_seconds, model.config.audio_first)
 
 
 def load_stage_model(cfg: TrainConfig, path: Path):
     """The previous stage's checkpoint: MusT, or the ``hf`` audio-LM with its processor."""
     if cfg.model.kind == "must":
         model, processor = load_must(path)
-        model.config.heard_events = cfg.model.heard_events  # a prompt-format choice of stages 2-4, saved with them
+        # prompt-format choices of stages 2-4, saved with them
+        model.config.heard_events = cfg.model.heard_events
+        model.config.audio_first = processor.audio_first = cfg.model.audio_first
         return model, processor
     from stages.hf_audio import load_hf
 

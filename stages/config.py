@@ -23,6 +23,8 @@ class ModelConfig:
     intermediate_size: int = 512
     max_seconds: int = 300
     heard_events: bool = False  # prompts carry what the encoder's heads heard (must.model.heard)
+    # prompts open with the audio and ask after it, so stages 2-3 can pack many questions on one audio prefix
+    audio_first: bool = False
 
 
 @dataclass
@@ -64,6 +66,7 @@ class LMStage(LoopConfig):
     # a second caption per track with each change before its time (stages.data.event_caption): source-conditioned
     # pointing, the skill TSG and MTR need, practised on every change of every track
     event_captions: bool = True
+    pack_turns: int = 1  # captions of one track per sequence, sharing its audio (needs model.audio_first)
 
 
 @dataclass
@@ -78,6 +81,9 @@ class SFTStage(LoopConfig):
     generated_copies: int = 0  # extra question draws per train track from its annotations (0: the benchmark's only)
     reasoning: bool = True  # LTR/GTO targets name the change or write the three times before the letter (reasoned_answer)
     group_by_length: bool = True  # MusT: batches of similar length (tracks are 45-150 s), so less compute goes to padding
+    # questions of one track per sequence, sharing its audio (needs model.audio_first): each answer costs its own
+    # tokens, not another copy of the ~100-token audio span
+    pack_turns: int = 1
 
 
 @dataclass
@@ -110,3 +116,11 @@ class TrainConfig:
     stage2: LMStage = field(default_factory=LMStage)
     stage3: SFTStage = field(default_factory=SFTStage)
     stage4: GRPOStage = field(default_factory=GRPOStage)
+
+    def __post_init__(self) -> None:
+        for name, stage in (("stage2", self.stage2), ("stage3", self.stage3)):
+            if stage.pack_turns < 1:
+                raise ValueError(f"{name}.pack_turns: at least 1, got {stage.pack_turns}")
+            if stage.pack_turns > 1 and not (self.model.kind == "must" and self.model.audio_first):
+                raise ValueError(f"{name}.pack_turns > 1 packs questions after one audio prefix: it needs model.kind "
+                                 "must and model.audio_first true")

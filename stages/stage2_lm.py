@@ -16,7 +16,7 @@ from stages.common import (JsonlLogger, barrier, finish_lora_stage, freeze_audio
                            rank_world, resume_point, save_any, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData, caption_examples
-from stages.sequences import AudioCollator, PromptTargetDataset
+from stages.sequences import AudioCollator, must_dataset
 
 __all__ = ["LMStageRecipe"]
 
@@ -44,9 +44,10 @@ class LMStageRecipe:
                     p.requires_grad_(False)
             feats = self.data.features(self.model, "stage1", self.data.tracks("train"), *rank_world())
             heard = {t: heard_for(self.model, f) for t, f in feats.items()}
-            rows = [{"prompt": self.processor.prompt(q, r["duration"], heard=heard[r["track_id"]]),
-                     "target": self.processor.answer(text), "track_id": r["track_id"]} for r, q, text in examples]
-            dataset, collator = PromptTargetDataset(rows, self.processor.tokenizer), AudioCollator(self.processor.tokenizer.pad_token_id, feats)
+            items = [{"question": q, "instruction": "", "duration": r["duration"], "heard": heard[r["track_id"]],
+                      "target": self.processor.answer(text), "track_id": r["track_id"]} for r, q, text in examples]
+            dataset = must_dataset(self.processor, items, st.pack_turns)
+            collator = AudioCollator(self.processor.tokenizer.pad_token_id, feats)
         else:
             from stages.hf_audio import HFChatDataset, HFCollator, chat_prompt
 

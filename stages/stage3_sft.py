@@ -16,7 +16,7 @@ from stages.common import (JsonlLogger, finish_lora_stage, freeze_audio_encoder,
                            resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData
-from stages.sequences import AudioCollator, PromptTargetDataset
+from stages.sequences import AudioCollator, must_dataset
 
 __all__ = ["SFTStageRecipe", "balanced"]
 
@@ -60,10 +60,11 @@ class SFTStageRecipe:
         if self.kind == "must":
             feats = self.data.features(base, "stage1", self.data.tracks("train"), *rank_world())
             heard = {t: heard_for(base, f) for t, f in feats.items()}
-            rows = [{"prompt": self.processor.prompt(e["question"], e["duration"], e["instruction"], heard=heard[e["track_id"]]),
-                     "target": self.processor.answer(e["reasoned"] if st.reasoning else e["answer"]),
-                     "track_id": e["track_id"]} for e in examples]
-            dataset, collator = PromptTargetDataset(rows, self.processor.tokenizer), AudioCollator(self.processor.tokenizer.pad_token_id, feats)
+            items = [{"question": e["question"], "instruction": e["instruction"], "duration": e["duration"],
+                      "heard": heard[e["track_id"]], "target": self.processor.answer(e["reasoned"] if st.reasoning else e["answer"]),
+                      "track_id": e["track_id"]} for e in examples]
+            dataset = must_dataset(self.processor, items, st.pack_turns)
+            collator = AudioCollator(self.processor.tokenizer.pad_token_id, feats)
         else:
             from stages.hf_audio import HFChatDataset, HFCollator, chat_prompt
 

@@ -4,8 +4,9 @@ Audio enters the LM through *time tokens*: the prompt holds ``<|audio_bos|> 0:00
 token per second, and the projected features of second *s* are added to the embedding of the time token ``s``.
 Answers use the same tokens (``1:05``), so pointing at a moment and writing its time are one skill: each time
 token's logit gets a pointer term, the answer position's query against a key per second made of that second's
-audio and of the LM's last hidden state at that second's token in the audio span. The question precedes the
-audio, so each second is read knowing what is asked; each second's features already carry the
+audio and of the LM's last hidden state at that second's token in the audio span (with the question first, each
+second is read knowing what is asked; with ``audio_first``, one reading of the audio serves every question packed
+after it in training); each second's features already carry the
 change of every head probability across it and the track-relative loudness and intensity, so "where does X
 start" and "where is it loudest" are local look-ups, not comparisons the small LM has to learn.
 
@@ -178,7 +179,7 @@ class MusTModel(MusTPreTrainedModel):
         self.time_key = nn.Linear(feat, hidden)
         self.time_key_change = nn.Linear(TRACK_SIGNALS, hidden)  # keys from how loudness/intensity change around s
         self.time_embed = nn.Linear(17, hidden)  # where each time token sits on the time line (ordering, distance)
-        # keys from the LM's own reading of each second of the audio span, which comes after the question
+        # keys from the LM's own reading of each second of the audio span (which follows the question, unless audio_first)
         self.time_key_context = nn.Linear(hidden, hidden, bias=False)
         self.time_key_context.zero_init = True
         self.language_model = LlamaModel(config.text_config)
@@ -280,7 +281,7 @@ class MusTModel(MusTPreTrainedModel):
 
     def add_context_keys(self, hidden: torch.Tensor) -> None:
         """Add to each row's time keys the LM's last hidden state at that second's token in the audio span,
-        projected: the span follows the question, so these keys can already say "this is the second asked for"
+        projected: when the span follows the question these keys can already say "this is the second asked for"
         (a pointer over contextual encodings, not only over the audio)."""
         for b, (audio, span) in enumerate(zip(self.audio_cache, self.audio_positions)):
             if audio is None or span is None:

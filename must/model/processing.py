@@ -24,8 +24,10 @@ def time_tokens(max_seconds: int) -> list[str]:
 class MusTProcessor:
     """Builds prompts for MusT (text with the audio span) and loads audio at the model's rate."""
 
-    def __init__(self, tokenizer, max_seconds: int = 300, sample_rate: int = 16000, system: str = SYSTEM):
+    def __init__(self, tokenizer, max_seconds: int = 300, sample_rate: int = 16000, system: str = SYSTEM,
+                 audio_first: bool = False):
         self.tokenizer, self.max_seconds, self.sample_rate, self.system = tokenizer, max_seconds, sample_rate, system
+        self.audio_first = audio_first  # the checkpoint's prompt order (MusTConfig.audio_first)
         self.tokenizer.padding_side = "left"  # batched generation continues each prompt, so pads go first
 
     @classmethod
@@ -42,11 +44,11 @@ class MusTProcessor:
         return cls(tok, max_seconds)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, max_seconds: int = 300) -> "MusTProcessor":
+    def from_pretrained(cls, path: str | Path, max_seconds: int = 300, audio_first: bool = False) -> "MusTProcessor":
         """Load the tokenizer saved next to a checkpoint."""
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(str(path)), max_seconds)
+        return cls(AutoTokenizer.from_pretrained(str(path)), max_seconds, audio_first=audio_first)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Save the tokenizer next to a checkpoint."""
@@ -67,12 +69,25 @@ class MusTProcessor:
 
     def prompt(self, question: str, duration: float, instruction: str = "", key: int | None = None,
                heard: str | None = None) -> str:
-        """The full prompt up to the start of the answer. The question comes before the audio so that every
-        second of audio is read knowing what is asked (the LM is causal); ``heard`` (what the encoder's heads
+        """The full prompt up to the start of the answer. Question first (the default of older checkpoints):
+        every second of audio is read knowing what is asked (the LM is causal). ``audio_first``: the audio span
+        opens the user turn and the question follows it, so one audio prefix can serve many questions
+        (:meth:`audio_prefix` + :meth:`question_turn`, what stages 2–3 pack). ``heard`` (what the encoder's heads
         heard, :func:`~must.model.heard.heard_text`) follows the audio as ``heard : …``."""
+        if self.audio_first:
+            return self.audio_prefix(duration, key, heard) + self.question_turn(question, instruction)
         tail = f" heard : {heard}" if heard is not None else ""
         return (f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user {question} {instruction} "
                 f"{self.audio_span(duration, key)}{tail} <|im_end|> <|im_start|> assistant")
+
+    def audio_prefix(self, duration: float, key: int | None = None, heard: str | None = None) -> str:
+        """An ``audio_first`` prompt's shared part: system turn, then the user turn's audio (and ``heard``)."""
+        tail = f" heard : {heard}" if heard is not None else ""
+        return f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user {self.audio_span(duration, key)}{tail}"
+
+    def question_turn(self, question: str, instruction: str = "") -> str:
+        """An ``audio_first`` prompt's per-question part, up to the start of the answer."""
+        return f" {question} {instruction} <|im_end|> <|im_start|> assistant"
 
     def answer(self, text: str) -> str:
         """The answer as a training target (ends the turn)."""

@@ -27,7 +27,8 @@ class MusTAdapter(Model):
 
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = MusTForCausalLM.from_pretrained(path).eval()
-        self.processor = MusTProcessor.from_pretrained(path, self.model.config.max_seconds)
+        self.processor = MusTProcessor.from_pretrained(path, self.model.config.max_seconds,
+                                                        self.model.config.audio_first)
         # MusT was trained with the default answer-format instructions; keep them whatever the run's prompts
         self.instructions = load_prompts().instructions
         self.max_new_tokens, self.choices = max_new_tokens, choices

@@ -1,0 +1,97 @@
+"""Packed training sequences: several questions of a track after one audio prefix, each seeing what it would alone."""
+
+import pytest
+import torch
+
+from must.config import ConfigError, from_dict
+from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
+from stages.config import TrainConfig
+from stages.sequences import AudioCollator, PackedTurnsDataset, must_dataset, pack_turns, packed_attention
+
+QUESTIONS = ["When does the piano first start to play?", "When do the drums enter?"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    proc = MusTProcessor.build([*QUESTIONS, "The drums enter and the tempo speeds up. Answer with a time."], max_seconds=60)
+    proc.audio_first = True
+    cfg = MusTConfig(sources=["piano", "drums"], encoder_dim=16, encoder_layers=1, encoder_channels=4, max_seconds=60,
+                     audio_first=True,
+                     text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512),
+                     **proc.config_ids())
+    torch.manual_seed(0)
+    model = MusTForCausalLM(cfg).eval()
+    with torch.no_grad():  # the pointer and the span keys start at zero; make them matter here
+        model.time_query.weight.normal_(std=0.3)
+        model.model.time_key_context.weight.normal_(std=0.3)
+    return model, proc
+
+
+def test_audio_first_prompt_tokenises_as_prefix_then_turn(tiny):
+    _, proc = tiny
+    tok = proc.tokenizer
+    prompt = proc.prompt(QUESTIONS[0], 4.0, "Answer with a time.")
+    prefix, turn = proc.audio_prefix(4.0), proc.question_turn(QUESTIONS[0], "Answer with a time.")
+    assert prompt == prefix + turn
+    ids = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert ids(prefix) + ids(turn) == ids(prompt)
+    assert prompt.index("<|audio_eos|>") < prompt.index("piano")  # the audio comes before the question
+    question_first = MusTProcessor(tok, 60)
+    assert question_first.prompt(QUESTIONS[0], 4.0).index("piano") < question_first.prompt(QUESTIONS[0], 4.0).index("<|audio_bos|>")
+
+
+def test_pack_turns_groups_rows_of_one_prefix_in_order():
+    rows = [{"prefix": p, "turn": f"q{i}", "target": f"a{i}", "track_id": t}
+            for i, (t, p) in enumerate([("x", "P"), ("y", "Q"), ("x", "P"), ("x", "P"), ("x", "P2"), ("y", "Q")])]
+    packs = pack_turns(rows, 2)
+    assert [(p["track_id"], p["prefix"], p["turns"]) for p in packs] == [
+        ("x", "P", [("q0", "a0"), ("q2", "a2")]), ("y", "Q", [("q1", "a1"), ("q5", "a5")]),
+        ("x", "P", [("q3", "a3")]), ("x", "P2", [("q4", "a4")])]
+
+
+def test_packed_attention_hand_checked():
+    # prefix 0-1, turn A 2-3, turn B 4, one pad at 5
+    mask, pos = packed_attention([[(2, 4), (4, 5)]], 6)
+    allowed = (mask[0, 0] == 0).int().tolist()
+    assert allowed == [[1, 0, 0, 0, 0, 0],
+                       [1, 1, 0, 0, 0, 0],
+                       [1, 1, 1, 0, 0, 0],
+                       [1, 1, 1, 1, 0, 0],
+                       [1, 1, 0, 0, 1, 0],
+                       [0, 0, 0, 0, 0, 1]]
+    assert pos.tolist() == [[0, 1, 2, 3, 2, 0]]
+    assert mask.shape == (1, 1, 6, 6) and float(mask.min()) == torch.finfo(torch.float32).min
+
+
+def test_packed_sequence_gives_each_turn_the_logits_it_has_alone(tiny):
+    model, proc = tiny
+    feats = torch.randn(50, model.config.feature_dim)
+    items = [{"question": q, "instruction": "Answer with a time.", "duration": 5.0, "heard": None,
+              "target": proc.answer(a), "track_id": "t"} for q, a in zip(QUESTIONS, ["0:02", "0:03"])]
+    packed = must_dataset(proc, items, turns=2)
+    assert isinstance(packed, PackedTurnsDataset) and len(packed) == 1
+    collate = AudioCollator(proc.tokenizer.pad_token_id, {"t": feats})
+    batch = collate([packed[0]])
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+    alone = must_dataset(proc, items, turns=1)
+    assert len(alone) == 2
+    segments = packed[0]["segments"]
+    for (start, end), single in zip(segments, [alone[0], alone[1]]):
+        with torch.no_grad():
+            ref = model(**{k: v for k, v in collate([single]).items() if k != "labels"}).logits[0]
+        n = end - start
+        assert packed[0]["input_ids"][start:end] == single["input_ids"][-n:]
+        assert packed[0]["labels"][start:end] == single["labels"][-n:]
+        assert torch.allclose(logits[start:end], ref[-n:], atol=1e-5)
+    # the loss is on the two answers only: time token + end of turn each
+    answers = [t for t in packed[0]["labels"] if t != -100]
+    assert proc.tokenizer.convert_ids_to_tokens(answers) == ["0:02", "<|im_end|>", "0:03", "<|im_end|>"]
+
+
+def test_packing_needs_audio_first_prompts():
+    with pytest.raises(ConfigError, match="audio_first"):
+        from_dict(TrainConfig, {"stage3": {"pack_turns": 4}})
+    cfg = from_dict(TrainConfig, {"model": {"audio_first": True}, "stage2": {"pack_turns": 2}, "stage3": {"pack_turns": 6}})
+    assert (cfg.stage2.pack_turns, cfg.stage3.pack_turns) == (2, 6)
