@@ -95,3 +95,18 @@ def test_packing_needs_audio_first_prompts():
         from_dict(TrainConfig, {"stage3": {"pack_turns": 4}})
     cfg = from_dict(TrainConfig, {"model": {"audio_first": True}, "stage2": {"pack_turns": 2}, "stage3": {"pack_turns": 6}})
     assert (cfg.stage2.pack_turns, cfg.stage3.pack_turns) == (2, 6)
+
+
+def test_packed_batch_runs_in_bfloat16(tiny):
+    """Audio features, time features and the float32 packed mask meet bf16 activations (a GPU run's dtype)."""
+    import copy
+
+    model, proc = tiny
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    items = [{"question": q, "instruction": "", "duration": 5.0, "heard": None, "target": proc.answer("0:01"), "track_id": "t"}
+             for q in QUESTIONS]
+    batch = AudioCollator(proc.tokenizer.pad_token_id, {"t": torch.randn(50, model.config.feature_dim)})(
+        [must_dataset(proc, items, turns=2)[0]])
+    with torch.no_grad():
+        out = half(**batch)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)

@@ -206,7 +206,7 @@ class MusTModel(MusTPreTrainedModel):
         f = f.view(seconds, fr, -1)
         probs = f[..., enc : enc + h].mean(1)
         return torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs),
-                          track_signals(f[..., enc + h :].mean(1))], dim=-1)
+                          track_signals(f[..., enc + h :].mean(1))], dim=-1).to(features.dtype)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """``(T, feature_dim)`` frame features → ``(seconds, hidden)`` embeddings added to the time tokens."""
@@ -248,7 +248,7 @@ class MusTModel(MusTPreTrainedModel):
         if is_time.any():
             t = secs[is_time].float()
             emb = emb.clone()
-            emb[is_time] = emb[is_time] + self.time_embed(torch.cat([time_features(t), (t / cfg.max_seconds).unsqueeze(-1)], -1))
+            emb[is_time] = emb[is_time] + self.time_embed(torch.cat([time_features(t), (t / cfg.max_seconds).unsqueeze(-1)], -1).to(emb.dtype))
         if not continuing:
             self.audio_positions = [self._span_positions(input_ids[b]) for b in range(input_ids.shape[0])]
             self.audio_cache = [self._row_audio(input_ids[b].tolist(), audio_features[b] if audio_features is not None
