@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 __all__ = ["ModelConfig", "LoopConfig", "EncoderStage", "LMStage", "SFTStage", "GRPOStage", "TrainConfig"]
@@ -121,6 +122,10 @@ class TrainConfig:
         for name, stage in (("stage2", self.stage2), ("stage3", self.stage3)):
             if stage.pack_turns < 1:
                 raise ValueError(f"{name}.pack_turns: at least 1, got {stage.pack_turns}")
-            if stage.pack_turns > 1 and not (self.model.kind == "must" and self.model.audio_first):
-                raise ValueError(f"{name}.pack_turns > 1 packs questions after one audio prefix: it needs model.kind "
-                                 "must and model.audio_first true")
+            if stage.pack_turns > 1 and self.model.kind == "must" and not self.model.audio_first:
+                raise ValueError(f"{name}.pack_turns > 1 packs questions after one audio prefix: it needs "
+                                 "model.audio_first true")
+        if self.model.kind != "must" and (self.model.audio_first or self.stage2.pack_turns > 1 or self.stage3.pack_turns > 1):
+            # the same config serves both kinds; an hf audio-LM keeps its own chat template, one question per sequence
+            logging.getLogger(__name__).warning("model.audio_first and stage2/3.pack_turns shape MusT's prompts; "
+                                                "model.kind %s trains one question per sequence", self.model.kind)

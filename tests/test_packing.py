@@ -90,11 +90,14 @@ def test_packed_sequence_gives_each_turn_the_logits_it_has_alone(tiny):
     assert proc.tokenizer.convert_ids_to_tokens(answers) == ["0:02", "<|im_end|>", "0:03", "<|im_end|>"]
 
 
-def test_packing_needs_audio_first_prompts():
+def test_packing_needs_audio_first_prompts(caplog):
     with pytest.raises(ConfigError, match="audio_first"):
         from_dict(TrainConfig, {"stage3": {"pack_turns": 4}})
     cfg = from_dict(TrainConfig, {"model": {"audio_first": True}, "stage2": {"pack_turns": 2}, "stage3": {"pack_turns": 6}})
     assert (cfg.stage2.pack_turns, cfg.stage3.pack_turns) == (2, 6)
+    # the default config also serves an hf audio-LM, which keeps its chat template: said, not refused
+    assert from_dict(TrainConfig, {"model": {"kind": "hf", "path": "x"}, "stage3": {"pack_turns": 6}}).stage3.pack_turns == 6
+    assert "one question per sequence" in caplog.text
 
 
 def test_packed_batch_runs_in_bfloat16(tiny):
