@@ -14,6 +14,7 @@ __all__ = ["AUDIO_BOS", "AUDIO_EOS", "AUDIO_KEY", "MusTProcessor", "time_tokens"
 
 AUDIO_BOS, AUDIO_EOS, AUDIO_KEY = "<|audio_bos|>", "<|audio_eos|>", "<|audio_key|>"
 SYSTEM = "You are an expert music listener."
+ASSISTANT_TURN = " <|im_end|> <|im_start|> assistant"  # ends the user turn, opens the answer
 
 
 def time_tokens(max_seconds: int) -> list[str]:
@@ -76,18 +77,23 @@ class MusTProcessor:
         heard, :func:`~must.model.heard.heard_text`) follows the audio as ``heard : …``."""
         if self.audio_first:
             return self.audio_prefix(duration, key, heard) + self.question_turn(question, instruction)
-        tail = f" heard : {heard}" if heard is not None else ""
-        return (f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user {question} {instruction} "
-                f"{self.audio_span(duration, key)}{tail} <|im_end|> <|im_start|> assistant")
+        return f"{self._user_turn()} {question} {instruction} {self._audio(duration, key, heard)}{ASSISTANT_TURN}"
 
     def audio_prefix(self, duration: float, key: int | None = None, heard: str | None = None) -> str:
         """An ``audio_first`` prompt's shared part: system turn, then the user turn's audio (and ``heard``)."""
-        tail = f" heard : {heard}" if heard is not None else ""
-        return f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user {self.audio_span(duration, key)}{tail}"
+        return f"{self._user_turn()} {self._audio(duration, key, heard)}"
 
     def question_turn(self, question: str, instruction: str = "") -> str:
         """An ``audio_first`` prompt's per-question part, up to the start of the answer."""
-        return f" {question} {instruction} <|im_end|> <|im_start|> assistant"
+        return f" {question} {instruction}{ASSISTANT_TURN}"
+
+    def _user_turn(self) -> str:
+        """The system turn, then the opening of the user turn."""
+        return f"<|im_start|> system {self.system} <|im_end|> <|im_start|> user"
+
+    def _audio(self, duration: float, key: int | None, heard: str | None) -> str:
+        """The audio span, then ``heard : …`` when given."""
+        return self.audio_span(duration, key) + (f" heard : {heard}" if heard is not None else "")
 
     def answer(self, text: str) -> str:
         """The answer as a training target (ends the turn)."""
