@@ -148,21 +148,32 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
                 eos_token_id=processor.tokenizer.convert_tokens_to_ids("<|im_end|>"), bos_token_id=processor.tokenizer.bos_token_id)
     config = MusTConfig(encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers, encoder_heads=m.encoder_heads,
                         encoder_channels=m.encoder_channels, encoder_window=cfg.stage1.crop_seconds,
-                        max_seconds=m.max_seconds, sources=SOURCES, text_config=text, **processor.config_ids())
+                        max_seconds=m.max_seconds, sources=SOURCES, text_config=text, source_context=m.source_context,
+                        **processor.config_ids())
     torch.manual_seed(cfg.seed)
     return MusTForCausalLM(config)
 
 
-def load_must(path: Path) -> tuple[MusTForCausalLM, MusTProcessor]:
-    """A MusT checkpoint and its processor (safetensors)."""
-    model = MusTForCausalLM.from_pretrained(str(path))
+def load_must(path: Path, **config) -> tuple[MusTForCausalLM, MusTProcessor]:
+    """A MusT checkpoint and its processor (safetensors); ``config`` overrides saved options that change weight
+    shapes (the weights they reshape start fresh)."""
+    model = MusTForCausalLM.from_pretrained(str(path), **config, ignore_mismatched_sizes=bool(config))
     return model, MusTProcessor.from_pretrained(path, model.config.max_seconds, model.config.audio_first)
 
 
-def load_stage_model(cfg: TrainConfig, path: Path):
-    """The previous stage's checkpoint: MusT, or the ``hf`` audio-LM with its processor."""
+def load_stage_model(cfg: TrainConfig, path: Path, first_projector_stage: bool = False):
+    """The previous stage's checkpoint: MusT, or the ``hf`` audio-LM with its processor. Stage 2
+    (``first_projector_stage``) is where the projector starts training, so it takes the config's
+    ``model.source_context`` even from a stage-1 checkpoint saved without it."""
     if cfg.model.kind == "must":
-        model, processor = load_must(path)
+        saved = MusTConfig.from_pretrained(str(path)).source_context
+        reshape = first_projector_stage and saved != cfg.model.source_context
+        if saved != cfg.model.source_context and not reshape:
+            log.warning("model.source_context=%s ignored: %s was trained with %s (stage 2 sets it)",
+                        cfg.model.source_context, path, saved)
+        if reshape:
+            torch.manual_seed(cfg.seed)  # the reshaped projector's fresh weights
+        model, processor = load_must(path, **({"source_context": cfg.model.source_context} if reshape else {}))
         # prompt-format choices of stages 2-4, saved with them
         model.config.heard_events = cfg.model.heard_events
         model.config.audio_first = processor.audio_first = cfg.model.audio_first

@@ -26,6 +26,9 @@ class ModelConfig:
     heard_events: bool = False  # prompts carry what the encoder's heads heard (must.model.heard)
     # prompts open with the audio and ask after it, so stages 2-3 can pack many questions on one audio prefix
     audio_first: bool = False
+    # each second's projector input says whether each source played before / plays after it (widens the projector,
+    # so stage 2, which first trains it, sets it; later stages keep the checkpoint's)
+    source_context: bool = False
 
 
 @dataclass
@@ -99,6 +102,9 @@ class GRPOStage(LoopConfig):
     lora_r: int = 16
     lora_alpha: int = 32
     tasks: list[str] = field(default_factory=lambda: ["TSG", "MTR", "LTR", "GTO"])
+    # modules trained fully beside the LoRA adapters (MusT: e.g. ``time_query``, the pointer's query, which decides
+    # every written time; empty: the LM's LoRA adapters only)
+    modules_to_save: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -33,7 +33,7 @@ class LMStageRecipe:
     def setup(self) -> None:
         """Load stage 1, freeze the encoder, build caption sequences and the Trainer."""
         self.sdir.mkdir(parents=True, exist_ok=True)
-        self.model, self.processor = load_stage_model(self.cfg, stage_dir(self.out, 1) / "final")
+        self.model, self.processor = load_stage_model(self.cfg, stage_dir(self.out, 1) / "final", first_projector_stage=True)
         freeze_audio_encoder(self.kind, self.model)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
         st = self.cfg.stage2

@@ -73,7 +73,7 @@ class GRPOStageRecipe:
                           temperature=st.temperature, max_completion_length=st.max_completion_length,
                           reward_weights=weights, log_completions=False, bf16=False)
         lora = lora_config(self.kind, st.lora_r, st.lora_alpha)
-        lora.modules_to_save = None  # GRPO adapts the LM only
+        lora.modules_to_save = list(st.modules_to_save) or None
         self.trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
                                    processing_class=tok, peft_config=lora,
                                    callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 4)])

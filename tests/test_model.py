@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
-from must.model.modeling import contrast, time_features, track_signals
+from must.model.modeling import contrast, source_context, time_features, track_signals
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +178,32 @@ def test_contrast_marks_starts_and_stops():
     assert contrast(1 - x)[:, 0].tolist() == [0.0, 0.0, -0.5, -1.0, -0.5, 0.0]
 
 
+def test_source_context_says_what_played_before_and_after_each_second():
+    act = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.2, 0.7], [0.8, 0.0]])
+    ctx = source_context(act)
+    assert torch.allclose(ctx[:, 0], torch.tensor([0.0, 0.1, 0.9, 0.9]))  # source 0, most it played before
+    assert torch.allclose(ctx[:, 1], torch.tensor([0.0, 0.0, 0.0, 0.7]))  # source 1, before
+    assert torch.allclose(ctx[:, 2], torch.tensor([0.9, 0.8, 0.8, 0.0]))  # source 0, most it plays after
+    assert torch.allclose(ctx[:, 3], torch.tensor([0.7, 0.7, 0.0, 0.0]))  # source 1, after
+    # first entry of source 1: the second where it plays and had not before
+    assert int(torch.argmax(act[:, 1] - ctx[:, 1])) == 2
+
+
+def test_source_context_widens_the_pooled_seconds_before_the_track_signals(tiny):
+    model, proc = tiny
+    cfg = MusTConfig(**{**model.config.to_dict(), "source_context": True})
+    torch.manual_seed(0)
+    wide = MusTForCausalLM(cfg).eval()
+    feats = torch.rand(40, cfg.feature_dim)
+    narrow, pooled = model.model.pool(feats), wide.model.pool(feats)
+    n, tail = len(cfg.sources), 6  # TRACK_SIGNALS stay last: the time keys read them from the end
+    assert pooled.shape == (4, narrow.shape[1] + 2 * n)
+    assert torch.equal(pooled[:, -tail:], narrow[:, -tail:])
+    assert torch.equal(pooled[:, : narrow.shape[1] - tail], narrow[:, :-tail])
+    enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 4.0)], return_tensors="pt")
+    assert torch.isfinite(wide(**enc, audio_features=[feats]).logits).all()
+
+
 def test_track_signals_are_relative_to_the_track():
     loud = torch.tensor([-1.0, -3.0, -2.0, -4.0])
     flux = torch.tensor([0.2, 0.1, 0.4, 0.0])
@@ -249,3 +275,24 @@ def test_interval_end_is_written_after_its_start():
     assert (out[1] == 0).all()
     assert torch.isinf(out[2, 10:18]).all()
     assert (proc(ids[:, :4], torch.zeros(3, 40)) == 0).all()  # fewer than two generated tokens
+
+
+def test_stage_two_widens_a_checkpoint_saved_without_source_context(tiny, tmp_path, caplog):
+    from stages.common import load_stage_model
+    from stages.config import TrainConfig
+
+    model, proc = tiny
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    cfg = TrainConfig()
+    cfg.model.source_context = True
+    wide, _ = load_stage_model(cfg, tmp_path, first_projector_stage=True)
+    n = len(model.config.sources)
+    assert wide.config.source_context is True
+    assert wide.model.projector[0].weight.shape[1] == model.model.projector[0].weight.shape[1] + 2 * n
+    assert wide.model.time_key.weight.shape[1] == model.model.time_key.weight.shape[1] + 2 * n
+    for name in ("encoder.heads.weight", "language_model.layers.0.self_attn.q_proj.weight", "projector.2.weight"):
+        assert torch.equal(wide.model.get_parameter(name), model.model.get_parameter(name)), name
+    # later stages keep what the checkpoint was trained with
+    kept, _ = load_stage_model(cfg, tmp_path)
+    assert kept.config.source_context is False and "source_context=True ignored" in caplog.text

@@ -22,6 +22,8 @@ class MusTConfig(PretrainedConfig):
     token (``M:SS``). With ``heard_events``, prompts also carry what the heads heard as text
     (:func:`~must.model.heard.heard_text`) after the audio span. ``audio_first``: prompts open with the audio and
     ask after it (:meth:`~must.model.processing.MusTProcessor.prompt`); checkpoints saved without it ask first.
+    ``source_context``: each second's projector input also says whether each source played before and plays after it
+    (:func:`~must.model.modeling.source_context`); it widens the projector, so it is fixed from stage 2 on.
     """
 
     model_type = "must"
@@ -33,7 +35,7 @@ class MusTConfig(PretrainedConfig):
                  sources: list[str] | None = None, text_config: dict[str, Any] | LlamaConfig | None = None,
                  audio_bos_token_id: int = 0, audio_eos_token_id: int = 0, audio_key_token_id: int = 0,
                  time_token_offset: int = 0, digit_token_ids: list[int] | None = None,
-                 heard_events: bool = False, audio_first: bool = False, **kwargs):
+                 heard_events: bool = False, audio_first: bool = False, source_context: bool = False, **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
         self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
@@ -49,6 +51,7 @@ class MusTConfig(PretrainedConfig):
         self.digit_token_ids = list(digit_token_ids or [])
         self.heard_events = heard_events
         self.audio_first = audio_first
+        self.source_context = source_context
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 

@@ -29,7 +29,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from must.model.configuration import MusTConfig
 
-__all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals"]
+__all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals", "source_context"]
 
 TRACK_SIGNALS = 6  # see track_signals
 # the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes
@@ -81,6 +81,18 @@ def track_signals(sig: torch.Tensor, smooth: int = 4) -> torch.Tensor:
     inten = torch.nn.functional.avg_pool1d(inten.view(1, 1, -1), k, 1, padding=k // 2, count_include_pad=False).view(-1)[: len(loud)]
     return torch.stack([(loud - loud.max()) / 2, _rank(loud), contrast(loud.unsqueeze(-1))[:, 0] / 2, _unit(flux),
                         _unit(inten), _rank(inten)], dim=-1)
+
+
+def source_context(activity: torch.Tensor) -> torch.Tensor:
+    """``(S, n)`` per-second source activity → ``(S, 2n)``: per source, the most it played in any earlier second
+    and in any later second. The benchmark's "enters" is a source's *first* onset and "stops" its *last* offset,
+    which a second's own change cannot tell from a re-entry; with these, "played now, never before" is a linear
+    read (with the default encoder, on 300 train tracks, the second maximising ``now - before`` is within 3 s of a
+    source's annotated entry for 72.5 % of entries, as the rule-based :mod:`must.model.heard` decode, 72.4 %)."""
+    zero = torch.zeros_like(activity[:1])
+    before = torch.cat([zero, torch.cummax(activity, 0).values[:-1]])
+    after = torch.cat([torch.cummax(activity.flip(0), 0).values.flip(0)[1:], zero])
+    return torch.cat([before, after], dim=-1)
 
 
 class MusicEncoder(nn.Module):
@@ -174,6 +186,7 @@ class MusTModel(MusTPreTrainedModel):
         super().__init__(config)
         self.encoder = MusicEncoder(config)
         feat = 2 * config.encoder_dim + 2 * config.n_heads_out + TRACK_SIGNALS
+        feat += 2 * len(config.sources) if config.source_context else 0
         hidden = config.text_config.hidden_size
         self.projector = nn.Sequential(nn.Linear(feat, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.time_key = nn.Linear(feat, hidden)
@@ -197,15 +210,18 @@ class MusTModel(MusTPreTrainedModel):
         self.language_model.embed_tokens = value
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
-        """``(T, feature_dim)`` frame features → ``(seconds, 2D + 2H + 6)``: per second, frame mean and max, head
-        probabilities and their change across the second, track-relative signals."""
-        fr, enc, h = self.config.frame_rate, self.config.encoder_dim, self.config.n_heads_out
+        """``(T, feature_dim)`` frame features → ``(seconds, 2D + 2H [+ 2n] + 6)``: per second, frame mean and max,
+        head probabilities and their change across the second, (``source_context``) whether each source played
+        before and plays after it, track-relative signals (last, as :meth:`_row_audio` reads them)."""
+        cfg = self.config
+        fr, enc, h, n = cfg.frame_rate, cfg.encoder_dim, cfg.n_heads_out, len(cfg.sources)
         seconds = math.ceil(features.shape[0] / fr)
         pad = seconds * fr - features.shape[0]
         f = torch.cat([features, features[-1:].expand(pad, -1)]) if pad else features
         f = f.view(seconds, fr, -1)
         probs = f[..., enc : enc + h].mean(1)
-        return torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs),
+        context = [source_context(probs[:, 2 : 2 + n])] if cfg.source_context else []  # the activity heads
+        return torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs), *context,
                           track_signals(f[..., enc + h :].mean(1))], dim=-1).to(features.dtype)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
