@@ -263,6 +263,36 @@ def test_scored_ltr_answers_with_the_most_likely_option(tiny):
         answer_batch(model, proc, [item], [feats], 4, choices="loglik")
 
 
+def test_allowed_sequences_hold_a_row_to_its_options():
+    from must.model.inference import AllowedSequences
+
+    proc = AllowedSequences({0: [[5, 6, 9], [5, 7, 9]]}, prompt_length=2)
+    scores = torch.arange(12.0).repeat(2, 1)
+    first = proc(torch.tensor([[1, 2], [1, 2]]), scores.clone())
+    assert first[0, 5] == 5 and torch.isinf(first[0]).sum() == 11  # both options start with 5
+    assert torch.equal(first[1], scores[1])  # a free row
+    second = proc(torch.tensor([[1, 2, 5], [1, 2, 3]]), scores.clone())
+    assert second[0, 6] == 6 and second[0, 7] == 7 and torch.isinf(second[0]).sum() == 10
+    assert int(proc(torch.tensor([[1, 2, 5, 7], [1, 2, 3, 3]]), scores.clone())[0].argmax()) == 9
+
+
+def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
+    from must.answers import option_texts
+    from must.model.inference import answer_batch
+
+    model, proc = tiny
+    feats = model.encode_audio(np.random.default_rng(3).normal(0, 0.1, 16000 * 6).astype(np.float32))
+    q = "What happens at 0:03?\nA: The drums enter\nB: The piano enters\nC: The tempo speeds up\nD: No noticeable change"
+    items = [{"question": q, "duration": 6.0, "task": "LTR"}, {"question": "When does the piano first start to play?",
+                                                                "duration": 6.0, "task": "TSG"}]
+    ltr, tsg = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
+    options = {proc.decode(proc.tokenizer(proc.answer(f"{t}. Answer: {k}"), add_special_tokens=False)["input_ids"])
+               for k, t in option_texts(q).items()}
+    assert "the drums enter. answer : a" in options
+    assert ltr in options, ltr  # the untrained model would otherwise write anything
+    assert tsg == answer_batch(model, proc, items[1:], [feats], 24)[0]  # other tasks decode as before
+
+
 def test_interval_end_is_written_after_its_start():
     from must.model.inference import IntervalEndAfterStart
 

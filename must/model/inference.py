@@ -1,10 +1,13 @@
 """Answering questions with a MusT checkpoint (used by ``must:`` evaluation and by validation during training).
 
-Two ways to answer a multiple-choice question: ``generate`` (greedy text, whose letter the scorer parses) and
-``scored``, where the letter follows from what the model says it heard rather than from the letter it writes:
-LTR picks the option whose description the model finds most likely (mean log-probability per token, as
+Three ways to answer a multiple-choice question: ``generate`` (greedy text, whose letter the scorer parses), and
+two where the letter follows from what the model says it heard rather than from the letter it writes.
+``scored``: LTR picks the option whose description the model finds most likely (mean log-probability per token, as
 lm-evaluation-harness scores multiple choice), GTO picks the ordering implied by the three times the model
-writes. A small LM names the right change or the right times more often than it binds them to a letter.
+writes. ``constrained``: greedy decoding of LTR is held to the options as the model was trained to answer them,
+``<description>. Answer: <its letter>`` (:class:`AllowedSequences`), so the model chooses a description token by
+token and the letter is that description's. A small LM names the right change or the right times more often than
+it binds them to a letter.
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
@@ -21,9 +24,9 @@ from must.model.heard import heard_for
 from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
-__all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfterStart", "CHOICE_MODES"]
+__all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfterStart", "AllowedSequences", "CHOICE_MODES"]
 
-CHOICE_MODES = ("generate", "scored")
+CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
 # MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
 _LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
@@ -46,12 +49,38 @@ class IntervalEndAfterStart(LogitsProcessor):
         return scores
 
 
+class AllowedSequences(LogitsProcessor):
+    """Greedy decoding held to given token sequences, per batch row: after the prompt, a row in ``rows`` may only
+    continue one of its sequences (which end with the end-of-turn token); other rows are left free."""
+
+    def __init__(self, rows: dict[int, list[list[int]]], prompt_length: int):
+        self.rows, self.prompt_length = rows, prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        n = input_ids.shape[1] - self.prompt_length
+        for row, seqs in self.rows.items():
+            done = input_ids[row, self.prompt_length :].tolist()
+            allowed = {s[n] for s in seqs if len(s) > n and s[:n] == done}
+            if allowed:
+                keep = scores[row, sorted(allowed)].clone()
+                scores[row] = float("-inf")
+                scores[row, sorted(allowed)] = keep
+        return scores
+
+
+def _ltr_sequences(processor: MusTProcessor, question: str) -> list[list[int]]:
+    """Token ids of each LTR option as a trained answer, ``<description>. Answer: <letter>`` and end of turn."""
+    tok = processor.tokenizer
+    return [tok(processor.answer(f"{text}. Answer: {letter}"), add_special_tokens=False)["input_ids"]
+            for letter, text in option_texts(question).items()]
+
+
 @torch.no_grad()
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate") -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
-    features: greedy text, with multiple-choice letters chosen as described in the module doc when
-    ``choices="scored"``."""
+    features: greedy text, with multiple-choice letters chosen as described in the module doc when ``choices`` is
+    ``"scored"`` or ``"constrained"``."""
     if choices not in CHOICE_MODES:
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
@@ -60,13 +89,18 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                for i, f in zip(items, features)]
     enc = tok(prompts, return_tensors="pt", padding=True)
     dash = tok.convert_tokens_to_ids("-")
-    processors = LogitsProcessorList([IntervalEndAfterStart(model.config.time_token_offset, model.config.max_seconds, dash,
-                                                            enc["input_ids"].shape[1])] if dash != tok.unk_token_id else [])
+    n = enc["input_ids"].shape[1]
+    processors = LogitsProcessorList([IntervalEndAfterStart(model.config.time_token_offset, model.config.max_seconds, dash, n)]
+                                     if dash != tok.unk_token_id else [])
+    if choices == "constrained":
+        held = {k: _ltr_sequences(processor, i["question"]) for k, i in enumerate(items)
+                if i.get("task") == "LTR" and option_texts(i["question"])}
+        processors.append(AllowedSequences(held, n))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,
                          logits_processor=processors,
                          eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
-    answers = [processor.decode(row[enc["input_ids"].shape[1]:]) for row in out]
+    answers = [processor.decode(row[n:]) for row in out]
     if choices == "scored":
         for k, (item, feats) in enumerate(zip(items, features)):
             options = option_texts(item["question"])

@@ -12,7 +12,8 @@ __all__ = ["MusTAdapter"]
 @register_model("must")
 class MusTAdapter(Model):
     """Greedy answers from a MusT checkpoint; audio features are computed once per track. ``choices="scored"``
-    (``--model-args choices=scored``) picks LTR and GTO letters from what the model says it heard
+    (``--model-args choices=scored``) picks LTR and GTO letters from what the model says it heard, and
+    ``choices="constrained"`` holds LTR answers to an option's description and its letter
     (:mod:`must.model.inference`); the default ``generate`` takes the letter the model writes."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate"):
@@ -35,7 +36,7 @@ class MusTAdapter(Model):
         self._features: OrderedDict = OrderedDict()
         self._cache_tracks = cache_tracks
         tail = path.rstrip("/").split("/")
-        self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("+scored" if choices == "scored" else "")
+        self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("" if choices == "generate" else f"+{choices}")
 
     def _features_for(self, audio: str):
         if audio not in self._features:
