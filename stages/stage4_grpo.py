@@ -5,11 +5,14 @@ a feature store (MusT: ``<|audio_key|> K``; an hf audio-LM: ``[K]`` before its a
 
 from __future__ import annotations
 
+import functools
 import logging
+import types
 from pathlib import Path
 
 import datasets
 import numpy as np
+import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from must.model.heard import heard_for
@@ -20,9 +23,38 @@ from stages.config import TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced
 
-__all__ = ["GRPOStageRecipe"]
+__all__ = ["GRPOStageRecipe", "score_with_full_logits"]
 
 log = logging.getLogger(__name__)
+
+
+def score_with_full_logits(model, temperature: float) -> None:
+    """Undo TRL's fused LM head on a MusT model: TRL scores completions (``fused_lm_head=True``) by multiplying the
+    backbone's hidden states with ``lm_head`` alone, which leaves out MusT's pointer term — the part of every time
+    token's logit that chooses a second by its audio — so GRPO's gradient never reached the pointer and the time
+    tokens it sampled were scored by another distribution. Here the log-probabilities come from MusT's own logits
+    (vocabulary of ~1,300: materialising them is cheap)."""
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    original = type(model).forward
+
+    @functools.wraps(original)
+    def forward(self, *args, fused_lm_head: bool = False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
+        if not fused_lm_head:
+            extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+            return original(self, *args, labels=labels, **extra, **kwargs)
+        kwargs["use_cache"] = False
+        logits = original(self, *args, **kwargs).logits.float() / temperature
+        if shift_labels is None:
+            logits, shift_labels = logits[:, :-1], labels[:, 1:]
+        mask = shift_labels != -100
+        logp = torch.log_softmax(logits, -1)
+        log_probs = logp.gather(-1, shift_labels.clamp(min=0).unsqueeze(-1))[..., 0].masked_fill(~mask, 0)
+        entropy = -(logp.exp() * logp).sum(-1).masked_fill(~mask, 0)
+        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, label_mask=mask)
+
+    model.forward = types.MethodType(forward, model)
 
 
 class GRPOStageRecipe:
@@ -77,6 +109,8 @@ class GRPOStageRecipe:
         self.trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
                                    processing_class=tok, peft_config=lora,
                                    callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 4)])
+        if self.kind == "must":
+            score_with_full_logits(self.trainer.model.get_base_model(), st.temperature)
 
     def train(self) -> None:
         """Train (resuming from the last checkpoint if one exists)."""

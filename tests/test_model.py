@@ -326,3 +326,34 @@ def test_stage_two_widens_a_checkpoint_saved_without_source_context(tiny, tmp_pa
     # later stages keep what the checkpoint was trained with
     kept, _ = load_stage_model(cfg, tmp_path)
     assert kept.config.source_context is False and "source_context=True ignored" in caplog.text
+
+
+def test_grpo_scores_completions_with_the_pointer(tiny):
+    """TRL's fused LM head multiplies hidden states by ``lm_head`` alone; stage 4 puts MusT's own logits back."""
+    import copy
+
+    from trl.trainer.utils import add_fused_lm_head
+
+    from stages.stage4_grpo import score_with_full_logits
+
+    model = copy.deepcopy(tiny[0])
+    proc = tiny[1]
+    torch.nn.init.normal_(model.time_query.weight, std=0.5)  # a pointer that matters
+    feats = torch.randn(60, model.config.feature_dim)
+    model.audio_store[5] = feats
+    enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 6.0, key=5) + proc.answer("0:03")],
+                         return_tensors="pt")
+    ids = enc["input_ids"]
+    labels = ids.clone()
+    labels[:, :-3] = -100  # score the answer: 0:03, end of turn
+    want = torch.log_softmax(model(**enc).logits[:, :-1].float() / 0.7, -1).gather(-1, ids[:, 1:, None])[..., 0]
+    add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
+    trl_only = model(**enc, labels=labels, fused_lm_head=True).log_probs
+    score_with_full_logits(model, temperature=0.7)
+    got = model(**enc, labels=labels, fused_lm_head=True)
+    answer = labels[:, 1:] != -100
+    assert torch.allclose(got.log_probs[answer], want[answer], atol=1e-5)
+    assert (got.log_probs[~answer] == 0).all() and (got.entropy[answer] > 0).all()
+    assert not torch.allclose(trl_only[answer], want[answer], atol=1e-3)  # the time token without its pointer term
+    plain = torch.log_softmax(model(**enc).logits[:, :-1].float() / 0.7, -1).gather(-1, ids[:, 1:, None])[..., 0]
+    assert torch.allclose(plain, want, atol=1e-5)  # calls without fused_lm_head (generation) are the model's own

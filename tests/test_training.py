@@ -139,8 +139,9 @@ def test_heard_events_in_the_prompt_through_stages_2_to_4(smoke_run, tmp_path):
     out = tmp_path / "run"
     _copy_earlier_stages(smoke_run, out, 2)
     bench = str(smoke_run.parent / "bench")
+    # also: GRPO training the pointer's query fully beside its LoRA adapters (merged into the saved checkpoint)
     train(out, f"bench={bench}", "model.heard_events=true", "stage2.max_steps=4", "stage3.max_steps=4", "stage4.max_steps=2",
-          "val_items=6", stage="2,3,4")
+          "val_items=6", "stage4.modules_to_save=[time_query]", stage="2,3,4")
     for name in ("stage2_lm", "stage3_sft", "stage4_grpo"):
         assert MusTConfig.from_pretrained(out / name / "final").heard_events is True, name
     for spec in (f"must:{out / 'stage4_grpo' / 'final'}", f"heard:{out / 'stage1_encoder' / 'final'}"):
