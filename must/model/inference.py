@@ -60,11 +60,11 @@ class AllowedSequences(LogitsProcessor):
         n = input_ids.shape[1] - self.prompt_length
         for row, seqs in self.rows.items():
             done = input_ids[row, self.prompt_length :].tolist()
-            allowed = {s[n] for s in seqs if len(s) > n and s[:n] == done}
+            allowed = sorted({s[n] for s in seqs if len(s) > n and s[:n] == done})
             if allowed:
-                keep = scores[row, sorted(allowed)].clone()
+                keep = scores[row, allowed].clone()
                 scores[row] = float("-inf")
-                scores[row, sorted(allowed)] = keep
+                scores[row, allowed] = keep
         return scores
 
 
