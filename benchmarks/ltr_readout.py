@@ -31,7 +31,8 @@ def second_evidence(model, wave: np.ndarray) -> dict[str, torch.Tensor]:
 
     enc, h = model.config.encoder_dim, model.config.n_heads_out
     pooled = model.model.pool(model.encode_audio(wave))  # frame mean, frame max, probs, their change, track signals
-    probs, change, signals = pooled[:, 2 * enc : 2 * enc + h], pooled[:, 2 * enc + h : 2 * enc + 2 * h], pooled[:, 2 * enc + 2 * h :]
+    probs, change = pooled[:, 2 * enc : 2 * enc + h], pooled[:, 2 * enc + h : 2 * enc + 2 * h]
+    signals = pooled[:, -model.model.n_track_signals :]  # after source context, when the model has it
     return {"probs": probs, "change": change, "loudness_change": contrast(signals[:, :1])[:, 0]}
 
 

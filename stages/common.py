@@ -20,7 +20,8 @@ from stages.data import SOURCES
 
 __all__ = ["rank_world", "stage_dir", "is_done", "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger",
            "resume_point", "new_must_model", "load_must", "save_any", "validate", "barrier", "append_metrics",
-           "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder"]
+           "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder", "features_tag",
+           "PROJECTOR_OPTIONS"]
 
 log = logging.getLogger(__name__)
 STAGES = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"}
@@ -139,6 +140,15 @@ def resume_point(sdir: Path) -> str | None:
     return get_last_checkpoint(str(ck)) if ck.exists() else None
 
 
+# options that change the projector's input width: fixed by stage 2, which first trains the projector
+PROJECTOR_OPTIONS = ("source_context", "tempo_signals")
+
+
+def features_tag(model) -> str:
+    """The ``cache/features`` folder for a model's encoder features: their width depends on ``tempo_signals``."""
+    return "stage1-tempo" if getattr(model.config, "tempo_signals", False) else "stage1"
+
+
 def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalLM:
     """A freshly initialised MusT-small with the processor's vocabulary."""
     m = cfg.model
@@ -149,6 +159,7 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
     config = MusTConfig(encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers, encoder_heads=m.encoder_heads,
                         encoder_channels=m.encoder_channels, encoder_window=cfg.stage1.crop_seconds,
                         max_seconds=m.max_seconds, sources=SOURCES, text_config=text, source_context=m.source_context,
+                        tempo_signals=m.tempo_signals,
                         **processor.config_ids())
     torch.manual_seed(cfg.seed)
     return MusTForCausalLM(config)
@@ -164,16 +175,17 @@ def load_must(path: Path, **config) -> tuple[MusTForCausalLM, MusTProcessor]:
 def load_stage_model(cfg: TrainConfig, path: Path, first_projector_stage: bool = False):
     """The previous stage's checkpoint: MusT, or the ``hf`` audio-LM with its processor. Stage 2
     (``first_projector_stage``) is where the projector starts training, so it takes the config's
-    ``model.source_context`` even from a stage-1 checkpoint saved without it."""
+    :data:`PROJECTOR_OPTIONS` even from a stage-1 checkpoint saved without them."""
     if cfg.model.kind == "must":
-        saved = MusTConfig.from_pretrained(str(path)).source_context
-        reshape = first_projector_stage and saved != cfg.model.source_context
-        if saved != cfg.model.source_context and not reshape:
-            log.warning("model.source_context=%s ignored: %s was trained with %s (stage 2 sets it)",
-                        cfg.model.source_context, path, saved)
-        if reshape:
+        saved = MusTConfig.from_pretrained(str(path))
+        wanted = {k: getattr(cfg.model, k) for k in PROJECTOR_OPTIONS if getattr(saved, k) != getattr(cfg.model, k)}
+        if wanted and not first_projector_stage:
+            log.warning("model options %s ignored: %s was trained with %s (stage 2 sets them)", wanted, path,
+                        {k: getattr(saved, k) for k in wanted})
+            wanted = {}
+        if wanted:
             torch.manual_seed(cfg.seed)  # the reshaped projector's fresh weights
-        model, processor = load_must(path, **({"source_context": cfg.model.source_context} if reshape else {}))
+        model, processor = load_must(path, **wanted)
         # prompt-format choices of stages 2-4, saved with them
         model.config.heard_events = cfg.model.heard_events
         model.config.audio_first = processor.audio_first = cfg.model.audio_first

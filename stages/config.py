@@ -29,6 +29,8 @@ class ModelConfig:
     # each second's projector input says whether each source played before / plays after it (widens the projector,
     # so stage 2, which first trains it, sets it; later stages keep the checkpoint's)
     source_context: bool = False
+    # the features carry measured tempo signals (must.model.tempo): widens features and projector, set by stage 2
+    tempo_signals: bool = False
 
 
 @dataclass

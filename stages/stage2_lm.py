@@ -12,8 +12,8 @@ from peft import get_peft_model
 from transformers import Trainer, TrainingArguments
 
 from must.model.heard import heard_for
-from stages.common import (JsonlLogger, barrier, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, mark_done,
-                           rank_world, resume_point, save_any, stage_dir, trainer_kwargs)
+from stages.common import (JsonlLogger, barrier, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model,
+                           lora_config, mark_done, rank_world, resume_point, save_any, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData, caption_examples
 from stages.sequences import AudioCollator, must_dataset
@@ -42,7 +42,7 @@ class LMStageRecipe:
             if not st.train_lm:
                 for p in self.model.model.language_model.parameters():
                     p.requires_grad_(False)
-            feats = self.data.features(self.model, "stage1", self.data.tracks("train"), *rank_world())
+            feats = self.data.features(self.model, features_tag(self.model), self.data.tracks("train"), *rank_world())
             heard = {t: heard_for(self.model, f) for t, f in feats.items()}
             items = [{"question": q, "instruction": "", "duration": r["duration"], "heard": heard[r["track_id"]],
                       "target": self.processor.answer(text), "track_id": r["track_id"]} for r, q, text in examples]

@@ -12,8 +12,8 @@ from peft import get_peft_model
 from transformers import Trainer, TrainingArguments
 
 from must.model.heard import heard_for
-from stages.common import (JsonlLogger, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, rank_world,
-                           resume_point, stage_dir, trainer_kwargs)
+from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
+                           rank_world, resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData
 from stages.sequences import AudioCollator, must_dataset
@@ -58,7 +58,7 @@ class SFTStageRecipe:
         examples = balanced(self.data.examples("train", st.tasks) + self.data.generated_examples(st.generated_copies, st.tasks),
                             self.cfg.seed, st.task_weights)
         if self.kind == "must":
-            feats = self.data.features(base, "stage1", self.data.tracks("train"), *rank_world())
+            feats = self.data.features(base, features_tag(base), self.data.tracks("train"), *rank_world())
             heard = {t: heard_for(base, f) for t, f in feats.items()}
             items = [{"question": e["question"], "instruction": e["instruction"], "duration": e["duration"],
                       "heard": heard[e["track_id"]], "target": self.processor.answer(e["reasoned"] if st.reasoning else e["answer"]),

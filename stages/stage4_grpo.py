@@ -17,8 +17,8 @@ from trl import GRPOConfig, GRPOTrainer
 
 from must.model.heard import heard_for
 from rewards import build_reward_funcs, load_reward_config
-from stages.common import (JsonlLogger, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config, rank_world,
-                           resume_point, stage_dir, trainer_kwargs)
+from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
+                           rank_world, resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced
@@ -68,7 +68,7 @@ class GRPOStageRecipe:
         tracks = self.data.tracks("train")
         keys = {tid: k for k, tid in enumerate(tracks.track_id)}
         if self.kind == "must":
-            feats = self.data.features(model, "stage1", tracks, *rank_world())
+            feats = self.data.features(model, features_tag(model), tracks, *rank_world())
             model.audio_store.update({keys[t]: f for t, f in feats.items()})
             heard = {t: heard_for(model, f) for t, f in feats.items()}
             prompts = [self.processor.prompt(e["question"], e["duration"], e["instruction"], key=keys[e["track_id"]],

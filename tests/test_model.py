@@ -307,7 +307,8 @@ def test_interval_end_is_written_after_its_start():
     assert (proc(ids[:, :4], torch.zeros(3, 40)) == 0).all()  # fewer than two generated tokens
 
 
-def test_stage_two_widens_a_checkpoint_saved_without_source_context(tiny, tmp_path, caplog):
+@pytest.mark.parametrize("option", ["source_context", "tempo_signals"])
+def test_stage_two_widens_a_checkpoint_saved_without_a_projector_option(tiny, tmp_path, caplog, option):
     from stages.common import load_stage_model
     from stages.config import TrainConfig
 
@@ -315,17 +316,17 @@ def test_stage_two_widens_a_checkpoint_saved_without_source_context(tiny, tmp_pa
     model.save_pretrained(tmp_path)
     proc.save_pretrained(tmp_path)
     cfg = TrainConfig()
-    cfg.model.source_context = True
+    setattr(cfg.model, option, True)
     wide, _ = load_stage_model(cfg, tmp_path, first_projector_stage=True)
-    n = len(model.config.sources)
-    assert wide.config.source_context is True
-    assert wide.model.projector[0].weight.shape[1] == model.model.projector[0].weight.shape[1] + 2 * n
-    assert wide.model.time_key.weight.shape[1] == model.model.time_key.weight.shape[1] + 2 * n
+    extra = 2 * len(model.config.sources) if option == "source_context" else 3  # 3 tempo-change signals
+    assert getattr(wide.config, option) is True
+    assert wide.model.projector[0].weight.shape[1] == model.model.projector[0].weight.shape[1] + extra
+    assert wide.model.time_key.weight.shape[1] == model.model.time_key.weight.shape[1] + extra
     for name in ("encoder.heads.weight", "language_model.layers.0.self_attn.q_proj.weight", "projector.2.weight"):
         assert torch.equal(wide.model.get_parameter(name), model.model.get_parameter(name)), name
     # later stages keep what the checkpoint was trained with
     kept, _ = load_stage_model(cfg, tmp_path)
-    assert kept.config.source_context is False and "source_context=True ignored" in caplog.text
+    assert getattr(kept.config, option) is False and f"{{'{option}': True}} ignored" in caplog.text
 
 
 def test_grpo_scores_completions_with_the_pointer(tiny):

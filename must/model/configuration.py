@@ -24,6 +24,9 @@ class MusTConfig(PretrainedConfig):
     ask after it (:meth:`~must.model.processing.MusTProcessor.prompt`); checkpoints saved without it ask first.
     ``source_context``: each second's projector input also says whether each source played before and plays after it
     (:func:`~must.model.modeling.source_context`); it widens the projector, so it is fixed from stage 2 on.
+    ``tempo_signals``: the features also carry measured tempo signals (:mod:`must.model.tempo`: tempogram novelty,
+    onset rate, beat period), pooled into per-second tempo-change features; it widens the features and the
+    projector, so it too is fixed from stage 2 on.
     """
 
     model_type = "must"
@@ -35,7 +38,8 @@ class MusTConfig(PretrainedConfig):
                  sources: list[str] | None = None, text_config: dict[str, Any] | LlamaConfig | None = None,
                  audio_bos_token_id: int = 0, audio_eos_token_id: int = 0, audio_key_token_id: int = 0,
                  time_token_offset: int = 0, digit_token_ids: list[int] | None = None,
-                 heard_events: bool = False, audio_first: bool = False, source_context: bool = False, **kwargs):
+                 heard_events: bool = False, audio_first: bool = False, source_context: bool = False,
+                 tempo_signals: bool = False, **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
         self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
@@ -52,6 +56,7 @@ class MusTConfig(PretrainedConfig):
         self.heard_events = heard_events
         self.audio_first = audio_first
         self.source_context = source_context
+        self.tempo_signals = tempo_signals
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 
@@ -61,9 +66,16 @@ class MusTConfig(PretrainedConfig):
         return 3 + 2 * len(self.sources)
 
     @property
+    def n_signals(self) -> int:
+        """Measured per-frame signals: loudness and flux, then (``tempo_signals``) :mod:`must.model.tempo`'s."""
+        from must.model.tempo import TEMPO_FRAME_SIGNALS
+
+        return SIGNALS + (TEMPO_FRAME_SIGNALS if self.tempo_signals else 0)
+
+    @property
     def feature_dim(self) -> int:
         """Width of :meth:`~must.model.modeling.MusTForCausalLM.encode_audio` rows: frame, head probabilities, signals."""
-        return self.encoder_dim + self.n_heads_out + SIGNALS
+        return self.encoder_dim + self.n_heads_out + self.n_signals
 
     @property
     def mel_frames_per_frame(self) -> int:

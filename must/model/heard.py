@@ -60,8 +60,9 @@ def _per_hop(x: np.ndarray, frame_rate: float, hop: float) -> np.ndarray:
 def _split(features: torch.Tensor, config) -> dict[str, np.ndarray]:
     f = features.detach().float().cpu().numpy()
     enc, n = config.encoder_dim, len(config.sources)
-    heads = f[:, enc : enc + config.n_heads_out]
-    return {"activity": heads[:, 2 : 2 + n], "loudness": f[:, -2], "flux": f[:, -1]}
+    h = config.n_heads_out
+    heads = f[:, enc : enc + h]
+    return {"activity": heads[:, 2 : 2 + n], "loudness": f[:, enc + h], "flux": f[:, enc + h + 1]}
 
 
 def heard_events(features: torch.Tensor, config, cfg: HeardConfig | None = None) -> list[Event]:

@@ -27,7 +27,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, LlamaModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from must.model.configuration import MusTConfig
+from must.model.configuration import SIGNALS, MusTConfig
+from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
 __all__ = ["MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals", "source_context"]
 
@@ -185,12 +186,14 @@ class MusTModel(MusTPreTrainedModel):
     def __init__(self, config: MusTConfig):
         super().__init__(config)
         self.encoder = MusicEncoder(config)
-        feat = 2 * config.encoder_dim + 2 * config.n_heads_out + TRACK_SIGNALS
+        # track-relative signals: loudness and intensity, then (tempo_signals) tempo change
+        self.n_track_signals = TRACK_SIGNALS + (TEMPO_TRACK_SIGNALS if config.tempo_signals else 0)
+        feat = 2 * config.encoder_dim + 2 * config.n_heads_out + self.n_track_signals
         feat += 2 * len(config.sources) if config.source_context else 0
         hidden = config.text_config.hidden_size
         self.projector = nn.Sequential(nn.Linear(feat, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.time_key = nn.Linear(feat, hidden)
-        self.time_key_change = nn.Linear(TRACK_SIGNALS, hidden)  # keys from how loudness/intensity change around s
+        self.time_key_change = nn.Linear(self.n_track_signals, hidden)  # keys from how the signals change around s
         self.time_embed = nn.Linear(17, hidden)  # where each time token sits on the time line (ordering, distance)
         # keys from the LM's own reading of each second of the audio span (which follows the question, unless audio_first)
         self.time_key_context = nn.Linear(hidden, hidden, bias=False)
@@ -210,9 +213,10 @@ class MusTModel(MusTPreTrainedModel):
         self.language_model.embed_tokens = value
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
-        """``(T, feature_dim)`` frame features → ``(seconds, 2D + 2H [+ 2n] + 6)``: per second, frame mean and max,
-        head probabilities and their change across the second, (``source_context``) whether each source played
-        before and plays after it, track-relative signals (last, as :meth:`_row_audio` reads them)."""
+        """``(T, feature_dim)`` frame features → ``(seconds, 2D + 2H [+ 2n] + 6 [+ 3])``: per second, frame mean and
+        max, head probabilities and their change across the second, (``source_context``) whether each source played
+        before and plays after it, track-relative signals (last, as :meth:`_row_audio` reads them), with
+        (``tempo_signals``) the tempo-change ones at the very end."""
         cfg = self.config
         fr, enc, h, n = cfg.frame_rate, cfg.encoder_dim, cfg.n_heads_out, len(cfg.sources)
         seconds = math.ceil(features.shape[0] / fr)
@@ -221,8 +225,10 @@ class MusTModel(MusTPreTrainedModel):
         f = f.view(seconds, fr, -1)
         probs = f[..., enc : enc + h].mean(1)
         context = [source_context(probs[:, 2 : 2 + n])] if cfg.source_context else []  # the activity heads
+        signals = f[..., enc + h :].mean(1)
+        tempo = [tempo_track_signals(signals[:, SIGNALS:])] if cfg.tempo_signals else []
         return torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs), *context,
-                          track_signals(f[..., enc + h :].mean(1))], dim=-1).to(features.dtype)
+                          track_signals(signals[:, :SIGNALS]), *tempo], dim=-1).to(features.dtype)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """``(T, feature_dim)`` frame features → ``(seconds, hidden)`` embeddings added to the time tokens."""
@@ -248,7 +254,7 @@ class MusTModel(MusTPreTrainedModel):
         if feats is None:
             return None
         pooled = self.pool(feats.to(like.device, like.dtype))
-        keys = self.time_key(pooled) + self.time_key_change(contrast(pooled[:, -TRACK_SIGNALS:]))
+        keys = self.time_key(pooled) + self.time_key_change(contrast(pooled[:, -self.n_track_signals :]))
         return self.projector(pooled), keys
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
@@ -365,7 +371,8 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         """16 kHz mono audio → ``(frames, feature_dim)``: encoder frames, head probabilities, measured signals.
 
         The encoder sees ``encoder_window`` seconds at a time, as in training: a transformer trained on crops
-        and run over a whole track lets evidence from anywhere leak into every frame."""
+        and run over a whole track lets evidence from anywhere leak into every frame. Tempo signals, measured
+        not learned, are computed over the whole track (their windows span chunk borders)."""
         w = torch.as_tensor(wave, dtype=torch.float32, device=self.device).flatten()
         mel = self.encoder.log_mel(w.unsqueeze(0))
         per_chunk = int(self.config.encoder_window * self.config.sample_rate / self.config.mel_hop)
@@ -377,7 +384,14 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         for a, b in zip(starts, ends):
             frames, logits = self.encoder(mel[..., a:b], torch.tensor([a * self.config.mel_hop / self.config.sample_rate]))
             out.append(torch.cat([frames, torch.sigmoid(logits), self.encoder.signals(mel[..., a:b])], dim=-1)[0])
-        return torch.cat(out)
+        feats = torch.cat(out)
+        if self.config.tempo_signals:
+            rate = self.config.sample_rate / self.config.mel_hop
+            tempo = tempo_frames(mel[0], rate, self.config.mel_frames_per_frame).to(feats)
+            if len(tempo) < len(feats):  # not expected (chunks are whole frames); keep rows aligned regardless
+                tempo = torch.cat([tempo, tempo[-1:].expand(len(feats) - len(tempo), -1)])
+            feats = torch.cat([feats, tempo[: len(feats)]], dim=-1)
+        return feats
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 labels=None, use_cache=None, logits_to_keep: int = 0, audio_features=None, **kwargs) -> CausalLMOutputWithPast:

@@ -1,0 +1,84 @@
+"""Measured tempo signals (must.model.tempo): a click track whose tempo changes, hand-computed per-second values,
+and a MusT model that carries them."""
+
+import numpy as np
+import pytest
+import torch
+
+from must.model import MusTConfig, MusTForCausalLM
+from must.model.modeling import MusicEncoder
+from must.model.tempo import TEMPO_FRAME_SIGNALS, tempo_frames, tempo_track_signals
+
+SR = 16000
+
+
+def clicks(bpm_before: float, bpm_after: float, change: float, seconds: float) -> np.ndarray:
+    """20 ms decaying 1 kHz bursts on every beat, ``bpm_before`` until ``change`` s, then ``bpm_after``."""
+    y = np.zeros(int(seconds * SR), np.float32)
+    burst = np.sin(2 * np.pi * 1000 * np.arange(int(0.02 * SR)) / SR) * np.exp(-np.arange(int(0.02 * SR)) / 60)
+    t = 0.0
+    while t < seconds - 0.05:
+        i = int(t * SR)
+        y[i : i + len(burst)] += burst.astype(np.float32)
+        t += 60.0 / (bpm_before if t < change else bpm_after)
+    return y
+
+
+def per_second(frames: torch.Tensor, rate: int = 10) -> torch.Tensor:
+    n = len(frames) // rate
+    return frames[: n * rate].view(n, rate, -1).mean(1)
+
+
+def test_a_tempo_change_is_located_and_its_direction_read():
+    cfg = MusTConfig()
+    mel = MusicEncoder(cfg).log_mel(torch.from_numpy(clicks(100, 150, 24.0, 48.0))[None])[0]
+    frames = tempo_frames(mel, cfg.sample_rate / cfg.mel_hop, cfg.mel_frames_per_frame)
+    assert frames.shape == (480, TEMPO_FRAME_SIGNALS)
+    sec = per_second(frames)
+    # onsets per 0.1 s frame, averaged over each second: 100 BPM is 1.67 onsets a second, 150 BPM 2.5
+    assert 10 * sec[2:20, 1].mean() == pytest.approx(100 / 60, abs=0.15)
+    assert 10 * sec[28:46, 1].mean() == pytest.approx(150 / 60, abs=0.15)
+    sig = tempo_track_signals(sec)
+    peak = int(torch.argmax(sig[:, 0]))
+    assert abs(peak - 24) <= 2, peak
+    # more onsets after, and a shorter beat period after (the centroid over all periods shrinks the step): faster
+    assert sig[peak, 1] > 0.2 and sig[peak, 2] > 0.1
+    slower = tempo_track_signals(per_second(tempo_frames(
+        MusicEncoder(cfg).log_mel(torch.from_numpy(clicks(150, 100, 24.0, 48.0))[None])[0], 50.0, 5)))
+    peak = int(torch.argmax(slower[:, 0]))
+    assert abs(peak - 24) <= 2 and slower[peak, 1] < -0.2 and slower[peak, 2] < -0.1
+
+
+def test_steady_clicks_have_no_novelty():
+    cfg = MusTConfig()
+    mel = MusicEncoder(cfg).log_mel(torch.from_numpy(clicks(120, 120, 0.0, 30.0))[None])[0]
+    sig = tempo_track_signals(per_second(tempo_frames(mel, 50.0, 5)))
+    assert float(sig[6:24, 0].max()) < 0.05
+
+
+def test_tempo_track_signals_by_hand():
+    onsets = torch.tensor([2.0, 2, 2, 2, 3, 3, 3, 3])
+    period = torch.tensor([0.0, 0, 0, 0, -1, -1, -1, -1])  # log2 seconds per beat: 1 s, then 0.5 s
+    novelty = torch.linspace(0, 0.7, 8)
+    sig = tempo_track_signals(torch.stack([novelty, onsets, period], -1), span=2)
+    assert torch.equal(sig[:, 0], novelty)
+    # at second 4: (3 + 3) / 2 - (2 + 2) / 2 = 1 onset a second more, over the track's mean of 2.5
+    assert sig[4, 1].item() == pytest.approx(0.4)
+    assert sig[4, 2].item() == pytest.approx(1.0)  # the period halved: one octave faster
+    assert sig[0, 1].item() == 0.0 and sig[7, 2].item() == 0.0  # edges repeat, so nothing changes there
+
+
+def test_a_model_with_tempo_signals_carries_them_to_the_pooled_seconds():
+    cfg = MusTConfig(sources=["piano"], encoder_dim=16, encoder_layers=1, encoder_channels=4, max_seconds=60,
+                     tempo_signals=True, text_config=dict(vocab_size=200, hidden_size=16, intermediate_size=32,
+                                                          num_hidden_layers=1, num_attention_heads=2,
+                                                          num_key_value_heads=2, max_position_embeddings=256))
+    torch.manual_seed(0)
+    model = MusTForCausalLM(cfg).eval()
+    feats = model.encode_audio(clicks(100, 150, 12.0, 24.0))
+    assert feats.shape == (240, 16 + cfg.n_heads_out + 2 + TEMPO_FRAME_SIGNALS) == (240, cfg.feature_dim)
+    pooled = model.model.pool(feats)
+    assert model.model.n_track_signals == 9
+    assert torch.allclose(pooled[:, -3:], tempo_track_signals(per_second(feats[:, -TEMPO_FRAME_SIGNALS:])))
+    assert model.model.time_key_change.in_features == 9
+    assert model.model.projector[0].in_features == pooled.shape[1]
