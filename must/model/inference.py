@@ -4,10 +4,11 @@ Three ways to answer a multiple-choice question: ``generate`` (greedy text, whos
 two where the letter follows from what the model says it heard rather than from the letter it writes.
 ``scored``: LTR picks the option whose description the model finds most likely (mean log-probability per token, as
 lm-evaluation-harness scores multiple choice), GTO picks the ordering implied by the three times the model
-writes. ``constrained``: greedy decoding of LTR is held to the options as the model was trained to answer them,
-``<description>. Answer: <its letter>`` (:class:`AllowedSequences`), so the model chooses a description token by
-token and the letter is that description's. A small LM names the right change or the right times more often than
-it binds them to a letter.
+writes. ``constrained``: answers are held to the form the model was trained to give: greedy decoding of LTR may
+only write an option as ``<description>. Answer: <its letter>`` (:class:`AllowedSequences`), so the model chooses
+a description token by token and the letter is that description's; a GTO answer's letter is the ordering its three
+written times imply (as in ``scored``). A small LM names the right change or the right times more often than it
+binds them to a letter.
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
@@ -28,8 +29,9 @@ __all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfte
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
-# MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
-_LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
+# MusT's tokenizer lower-cases and splits punctuation, so "(X) the drums enter at 0:06" decodes as
+# "( x ) the drums enter at 0:06"; the label's first time is its time (descriptions hold no parentheses)
+_LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)[^()]*?(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
 
 
 class IntervalEndAfterStart(LogitsProcessor):
@@ -101,10 +103,10 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                          logits_processor=processors,
                          eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
     answers = [processor.decode(row[n:]) for row in out]
-    if choices == "scored":
+    if choices in ("scored", "constrained"):
         for k, (item, feats) in enumerate(zip(items, features)):
             options = option_texts(item["question"])
-            if item.get("task") == "LTR" and options:
+            if item.get("task") == "LTR" and options and choices == "scored":
                 scores = option_loglik(model, processor, prompts[k], feats,
                                        [f"{text}. Answer: {letter}" for letter, text in options.items()])
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
@@ -136,8 +138,9 @@ def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.
 
 def order_from_times(text: str, options: dict[str, str]) -> str | None:
     """The option letter whose order of ``(X)``, ``(Y)``, ``(Z)`` matches the times written for them in
-    ``text`` (``(X) 0:06 (Y) 0:31 (Z) 0:16`` → the option listing ``(X) → (Z) → (Y)``); ``None`` if the
-    text does not give three distinct times or no option matches."""
+    ``text`` (``(X) 0:06 (Y) 0:31 (Z) 0:16``, or with each change restated, ``(X) the drums enter at 0:06 …``
+    → the option listing ``(X) → (Z) → (Y)``); ``None`` if the text does not give three distinct times or no
+    option matches."""
     times: dict[str, float] = {}
     for label, code in _LABELLED_TIME.findall(text or ""):
         try:
