@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -228,11 +227,9 @@ class TrainData:
 def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> str:
     """A multiple-choice answer that first says what it heard, then the letter. LTR: the change at the asked
     time in words, ``The drums enter. Answer: C`` (naming a change from the audio, then matching words to an
-    option, is easier than binding a letter to the audio). GTO: each change restated with its time, ``(X) the
-    drums enter at 0:06 (Y) the music gets softer at 0:31 (Z) the tempo speeds up at 0:16. Answer: B``
-    (ordering three written times is easier than three heard moments; and with its description just before it,
-    each time is a TSG-like look-up rather than a label the LM must resolve through the question). Without the
-    question's descriptions, ``(X) 0:06 (Y) 0:31 (Z) 0:16``. Other tasks answer directly."""
+    option, is easier than binding a letter to the audio). GTO: when (X), (Y) and (Z) happen, ``(X) 0:06 (Y)
+    0:31 (Z) 0:16. Answer: B`` (ordering three written times is easier than three heard moments). Other
+    tasks answer directly."""
     from bench.tasks.balance import LETTERS
     from bench.tasks.gto import ORDERINGS
 
@@ -249,9 +246,7 @@ def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> 
     starts = [times[0], times[cuts[0]], times[cuts[1]]]
     order = ORDERINGS[LETTERS.index(answer)]  # label of the 1st, 2nd, 3rd moment in time
     when = dict(zip(order, starts))
-    said = {x: f"{d[0].lower()}{d[1:]} at " for x, d in re.findall(r"^\(([XYZ])\)[ \t]*(\S.*?)[ \t]*$", question, re.M)}
-    said = said if len(said) == 3 else {x: "" for x in "XYZ"}
-    return " ".join(f"({x}) {said[x]}{format_time(when[x])}" for x in "XYZ") + f". Answer: {answer}"
+    return " ".join(f"({x}) {format_time(when[x])}" for x in "XYZ") + f". Answer: {answer}"
 
 
 class RepeatedTracks(torch.utils.data.Dataset):

@@ -29,9 +29,8 @@ __all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfte
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
-# MusT's tokenizer lower-cases and splits punctuation, so "(X) the drums enter at 0:06" decodes as
-# "( x ) the drums enter at 0:06"; the label's first time is its time (descriptions hold no parentheses)
-_LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)[^()]*?(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
+# MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
+_LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
 
 
 class IntervalEndAfterStart(LogitsProcessor):
@@ -138,9 +137,8 @@ def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.
 
 def order_from_times(text: str, options: dict[str, str]) -> str | None:
     """The option letter whose order of ``(X)``, ``(Y)``, ``(Z)`` matches the times written for them in
-    ``text`` (``(X) 0:06 (Y) 0:31 (Z) 0:16``, or with each change restated, ``(X) the drums enter at 0:06 …``
-    → the option listing ``(X) → (Z) → (Y)``); ``None`` if the text does not give three distinct times or no
-    option matches."""
+    ``text`` (``(X) 0:06 (Y) 0:31 (Z) 0:16`` → the option listing ``(X) → (Z) → (Y)``); ``None`` if the
+    text does not give three distinct times or no option matches."""
     times: dict[str, float] = {}
     for label, code in _LABELLED_TIME.findall(text or ""):
         try:
