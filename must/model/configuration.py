@@ -6,6 +6,8 @@ from typing import Any
 
 from transformers import LlamaConfig, PretrainedConfig
 
+from must.model.tempo import TEMPO_FRAME_SIGNALS
+
 __all__ = ["MusTConfig", "SIGNALS"]
 
 SIGNALS = 2  # measured per-frame signals appended to the encoder features: loudness, spectral flux
@@ -68,8 +70,6 @@ class MusTConfig(PretrainedConfig):
     @property
     def n_signals(self) -> int:
         """Measured per-frame signals: loudness and flux, then (``tempo_signals``) :mod:`must.model.tempo`'s."""
-        from must.model.tempo import TEMPO_FRAME_SIGNALS
-
         return SIGNALS + (TEMPO_FRAME_SIGNALS if self.tempo_signals else 0)
 
     @property

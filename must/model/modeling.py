@@ -388,8 +388,7 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         if self.config.tempo_signals:
             rate = self.config.sample_rate / self.config.mel_hop
             tempo = tempo_frames(mel[0], rate, self.config.mel_frames_per_frame).to(feats)
-            if len(tempo) < len(feats):  # not expected (chunks are whole frames); keep rows aligned regardless
-                tempo = torch.cat([tempo, tempo[-1:].expand(len(feats) - len(tempo), -1)])
+            # the whole track has at least as many frames as its chunks together (each chunk rounds down)
             feats = torch.cat([feats, tempo[: len(feats)]], dim=-1)
         return feats
 
