@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,20 @@ class TrainData:
         np.save(tmp, y.astype(np.float16))
         tmp.replace(path)
         return y
+
+    def log_mel(self, track_id: str, audio: str, log_mel: Callable[[torch.Tensor], torch.Tensor], tag: str) -> np.ndarray:
+        """The track's ``(frames, n_mels)`` log-mel by ``log_mel`` (an encoder's), a float16 memory map cached under
+        ``cache/mel/<tag>``: stage 1 crops it instead of transforming the same audio again at every step."""
+        path = self.cache / "mel" / tag / f"{track_id}.npy"
+        if path.exists():
+            return np.load(path, mmap_mode="r")
+        with torch.no_grad():
+            mel = log_mel(torch.from_numpy(self.wave(track_id, audio))[None])[0].T.numpy().astype(np.float16)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{track_id}.{os.getpid()}.part.npy")  # ranks may cache the same track at once
+        np.save(tmp, mel)
+        tmp.replace(path)
+        return mel
 
     def features(self, model, tag: str, tracks: pd.DataFrame, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
         """Encoder features per track (cached under ``cache/features/<tag>``); ranks share the work."""

@@ -14,6 +14,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from must.model import MusTProcessor
+from must.model.modeling import LOG_MEL_FLOOR
 from stages.common import (JsonlLogger, append_metrics, barrier, mark_done, new_must_model, rank_world, resume_point, save_any,
                            stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
@@ -41,8 +42,7 @@ class EncoderObjective(nn.Module):
         self.register_buffer("pw_act", torch.as_tensor(activity_pos_weight, dtype=torch.float32), persistent=False)
         self.register_buffer("pw_tr", torch.tensor(transition_pos_weight), persistent=False)
 
-    def forward(self, wave, offset, transition, activity, rhythm, amuse, tempo, mask):
-        mel = self.encoder.log_mel(wave)
+    def forward(self, mel, offset, transition, activity, rhythm, amuse, tempo, mask):
         _, logits = self.encoder(mel, offset)
         t = min(logits.shape[1], transition.shape[1])
         logits, m = logits[:, :t], mask[:, :t]
@@ -74,31 +74,36 @@ def activity_pos_weights(setting: float | str, prevalence: np.ndarray, max_weigh
 
 
 class EncoderCrops(RepeatedTracks):
-    """Random crops (seeded per index, so a resumed run sees the same data) with their frame targets."""
+    """Random log-mel crops of the train tracks (seeded per index, so a resumed run sees the same data) with their
+    frame targets. Each track's log-mel is computed once by the encoder's front end and cached."""
 
-    def __init__(self, data: TrainData, crop_seconds: float, sigma: float, frame_rate: int, repeats: int, seed: int):
+    def __init__(self, data: TrainData, encoder: nn.Module, crop_seconds: float, sigma: float, repeats: int, seed: int):
         super().__init__(data, repeats, seed)
-        self.crop, self.sigma, self.fr = crop_seconds, sigma, frame_rate
+        self.crop, self.sigma = crop_seconds, sigma
+        cfg = encoder.config
+        self.log_mel, self.fr = encoder.log_mel, cfg.frame_rate
+        self.mel_rate = cfg.sample_rate / cfg.mel_hop
+        self.mel_frames = int(crop_seconds * self.mel_rate) + 1  # what log_mel gives for a crop_seconds wave
+        self.tag = f"{cfg.n_mels}x{cfg.mel_hop}at{cfg.sample_rate}"
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r = self.track(i)
-        wave = self.data.wave_samples(r["track_id"], r["audio"])
+        mel = self.data.log_mel(r["track_id"], r["audio"], self.log_mel, self.tag)
         ann = self.data.annotation(r["track_id"])
-        sr = 16000
-        total = len(wave) / sr
+        total = (len(mel) - 1) / self.mel_rate
         rng = np.random.default_rng([self.seed, i])
         start = float(rng.uniform(0, max(0.0, total - self.crop)))
         start = round(start * self.fr) / self.fr
-        length = int(self.crop * sr)
-        seg = np.asarray(wave[int(start * sr) : int(start * sr) + length], dtype=np.float32)
-        seg = np.pad(seg, (0, length - len(seg)))
+        a = int(round(start * self.mel_rate))
+        seg = np.asarray(mel[a : a + self.mel_frames], dtype=np.float32)
+        seg = np.pad(seg, ((0, self.mel_frames - len(seg)), (0, 0)), constant_values=LOG_MEL_FLOOR)
         n = int(self.crop * self.fr)
         full = frame_targets(ann, int(np.ceil(total * self.fr)) + n, self.fr, SOURCES, self.sigma)
         a = int(start * self.fr)
         out = {k: torch.tensor(v[a : a + n]) for k, v in full.items()}
         valid = np.zeros(n, np.float32)
         valid[: max(0, min(n, int((total - start) * self.fr)))] = 1
-        return {"wave": torch.tensor(seg), "offset": torch.tensor(start), "mask": torch.tensor(valid), **out}
+        return {"mel": torch.from_numpy(seg.T.copy()), "offset": torch.tensor(start), "mask": torch.tensor(valid), **out}
 
 
 def frame_f1(model, data: TrainData, n_tracks: int = 20) -> dict[str, float]:
@@ -157,7 +162,7 @@ class EncoderStageRecipe:
                      else dict(zip(SOURCES, pos_weight)))
             objective = EncoderObjective(self.model.model.encoder, len(SOURCES), st.aux_weight, pos_weight,
                                          st.transition_pos_weight)
-            dataset = EncoderCrops(self.data, st.crop_seconds, st.transition_sigma, self.model.config.frame_rate, repeats, self.cfg.seed)
+            dataset = EncoderCrops(self.data, self.model.model.encoder, st.crop_seconds, st.transition_sigma, repeats, self.cfg.seed)
         else:
             from stages.hf_audio import TowerCrops, TowerObjective, load_hf
 

@@ -48,14 +48,11 @@ def test_auto_activity_pos_weight_is_sqrt_absent_over_present_clipped():
 def test_per_source_pos_weight_scales_only_the_missed_positives_of_that_source():
     import torch
 
-    class ZeroEncoder(torch.nn.Module):  # log-mel is the input; every head logit is 0 (p = 0.5)
-        def log_mel(self, wave):
-            return wave
-
+    class ZeroEncoder(torch.nn.Module):  # every head logit is 0 (p = 0.5)
         def forward(self, mel, offset):
             return None, torch.zeros(mel.shape[0], 3, 7)  # transition, rhythm, 2 activity, 2 Amuse, tempo
 
-    batch = dict(wave=torch.zeros(1, 3), offset=torch.zeros(1), transition=torch.zeros(1, 3),
+    batch = dict(mel=torch.zeros(1, 3), offset=torch.zeros(1), transition=torch.zeros(1, 3),
                  activity=torch.tensor([[[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]), rhythm=torch.zeros(1, 3),
                  amuse=torch.zeros(1, 3, 2), tempo=-torch.ones(1, 3), mask=torch.ones(1, 3))
     plain = EncoderObjective(ZeroEncoder(), 2, 0.0, 1.0)(**batch)["loss"]
@@ -157,3 +154,40 @@ def test_balanced_weights_scale_each_task_count_and_default_to_the_unweighted_dr
     out = balanced(ex, seed=0, weights={"TSG": 0.5})
     assert sum(e["task"] == "TSG" for e in out) == 3 and len({e["i"] for e in out if e["task"] == "TSG"}) == 3
     assert balanced(ex, seed=0, weights={"TSG": 1.0}) == balanced(ex, seed=0)
+
+
+def test_encoder_crops_read_the_cached_log_mel_as_the_encoder_would_transform_the_crop(tmp_path):
+    import functools
+    from types import SimpleNamespace
+
+    import pandas as pd
+    import torch
+
+    from must.model import MusTConfig
+    from must.model.modeling import LOG_MEL_FLOOR, MusicEncoder
+    from stages.data import SOURCES, TrainData
+    from stages.stage1_encoder import EncoderCrops
+
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(160000) * np.sin(np.arange(160000) / 3000.0)).astype(np.float32)  # 10 s
+    data = SimpleNamespace(cache=tmp_path, tracks=lambda split: pd.DataFrame([{"track_id": "t", "audio": "t.wav", "duration": 10.0}]),
+                           annotation=lambda track_id: ann(), wave=lambda track_id, audio: wave)
+    data.log_mel = functools.partial(TrainData.log_mel, data)
+    encoder = MusicEncoder(MusTConfig(sources=SOURCES))
+    crops = EncoderCrops(data, encoder, crop_seconds=4.0, sigma=0.3, repeats=4, seed=0)
+    for i in range(4):
+        item = crops[i]
+        start = float(item["offset"])
+        assert item["mel"].shape == (64, 201) and item["activity"].shape == (40, len(SOURCES))
+        a = int(round(start * 16000))
+        direct = encoder.log_mel(torch.from_numpy(wave[a : a + 64000])[None])[0]
+        # away from the crop's edges (where the STFT pads instead of seeing the neighbouring audio), the same
+        # values up to the cache's float16
+        assert torch.allclose(item["mel"][:, 2:-2], direct[:, 2:-2], atol=2e-3)
+        assert item["activity"][:, 0].sum() == 40  # the piano plays throughout
+    assert (tmp_path / "mel" / "64x320at16000" / "t.npy").exists()
+    # a crop running past the end is padded with the log-mel of silence, and its frames past the end are masked
+    item = EncoderCrops(data, encoder, crop_seconds=12.0, sigma=0.3, repeats=1, seed=0)[0]
+    assert float(item["offset"]) == 0.0 and item["mel"].shape == (64, 601)
+    assert torch.all(item["mel"][:, 501:] == LOG_MEL_FLOOR) and torch.all(item["mel"][:, :501] > LOG_MEL_FLOOR)
+    assert item["mask"].sum() == 100
