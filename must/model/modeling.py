@@ -33,7 +33,8 @@ from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_sign
 __all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals", "source_context"]
 
 TRACK_SIGNALS = 6  # see track_signals
-LOG_MEL_FLOOR = -1.5  # MusicEncoder.log_mel of silence: (log10(1e-10) + 4) / 4
+MEL_POWER_FLOOR = 1e-10
+LOG_MEL_FLOOR = (math.log10(MEL_POWER_FLOOR) + 4.0) / 4.0  # MusicEncoder.log_mel of silence
 # the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes
 # whichever the installed version uses, and MusT must see it to know a step continues a prompt
 CACHE_ARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
@@ -133,7 +134,7 @@ class MusicEncoder(nn.Module):
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """``(B, samples)`` 16 kHz audio → ``(B, n_mels, frames)`` scaled log-mel at 50 Hz."""
-        return (torch.log10(self.power_mel(wave).clamp(min=1e-10)) + 4.0) / 4.0  # silence: LOG_MEL_FLOOR
+        return (torch.log10(self.power_mel(wave).clamp(min=MEL_POWER_FLOOR)) + 4.0) / 4.0
 
     def signals(self, mel: torch.Tensor) -> torch.Tensor:
         """Measured (not learned) per-frame signals from a scaled log-mel: ``(B, T, 2)`` loudness (log10 mean
