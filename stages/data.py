@@ -166,7 +166,7 @@ class TrainData:
             return np.load(path, mmap_mode="r")
         y, _ = load_audio(audio, sr)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part.npy")
+        tmp = path.with_name(f"{track_id}.{os.getpid()}.part.npy")  # ranks may cache the same track at once
         np.save(tmp, y.astype(np.float16))
         tmp.replace(path)
         return y
