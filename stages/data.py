@@ -122,6 +122,14 @@ def caption_examples(data: "TrainData", tracks: list[dict], event_captions: bool
     return out
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Write a cache ``.npy`` through a per-process temporary file (ranks may cache the same track at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.part.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
 def _text(v: Any) -> str | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
 
@@ -165,10 +173,7 @@ class TrainData:
         if path.exists():
             return np.load(path, mmap_mode="r")
         y, _ = load_audio(audio, sr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{track_id}.{os.getpid()}.part.npy")  # ranks may cache the same track at once
-        np.save(tmp, y.astype(np.float16))
-        tmp.replace(path)
+        _save_npy(path, y.astype(np.float16))
         return y
 
     def log_mel(self, track_id: str, audio: str, log_mel: Callable[[torch.Tensor], torch.Tensor], tag: str) -> np.ndarray:
@@ -179,10 +184,7 @@ class TrainData:
             return np.load(path, mmap_mode="r")
         with torch.no_grad():
             mel = log_mel(torch.from_numpy(self.wave(track_id, audio))[None])[0].T.numpy().astype(np.float16)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{track_id}.{os.getpid()}.part.npy")  # ranks may cache the same track at once
-        np.save(tmp, mel)
-        tmp.replace(path)
+        _save_npy(path, mel)
         return mel
 
     def features(self, model, tag: str, tracks: pd.DataFrame, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
