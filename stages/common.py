@@ -119,7 +119,8 @@ def lora_config(kind: str, r: int, alpha: int, dropout: float = 0.05):
     LM is small and learnt from scratch, the token embeddings and output head, where the time tokens live)."""
     from peft import LoraConfig
 
-    keep = (["projector", "time_key", "time_key_change", "time_key_context", "time_query", "time_embed", "embed_tokens", "lm_head"]
+    keep = (["projector", "time_key", "time_key_change", "time_key_context", "time_query", "source_key", "source_gate",
+             "source_query", "time_embed", "embed_tokens", "lm_head"]
             if kind == "must" else ["multi_modal_projector"])
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM", modules_to_save=keep,
                       target_modules=r"(.*language_model.*)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")

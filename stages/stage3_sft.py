@@ -63,7 +63,7 @@ class SFTStageRecipe:
             items = [{"question": e["question"], "instruction": e["instruction"], "duration": e["duration"],
                       "heard": heard[e["track_id"]], "target": self.processor.answer(e["reasoned"] if st.reasoning else e["answer"]),
                       "track_id": e["track_id"]} for e in examples]
-            dataset = must_dataset(self.processor, items, st.pack_turns)
+            dataset = must_dataset(self.processor, items, st.pack_turns, base.config.sources if st.source_labels else None)
             collator = AudioCollator(self.processor.tokenizer.pad_token_id, feats)
         else:
             from stages.hf_audio import HFChatDataset, HFCollator, chat_prompt

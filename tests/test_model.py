@@ -374,3 +374,76 @@ def test_grpo_scores_completions_with_the_pointer(tiny):
     assert not torch.allclose(trl_only[answer], want[answer], atol=1e-3)  # the time token without its pointer term
     plain = torch.log_softmax(model(**enc).logits[:, :-1].float() / 0.7, -1).gather(-1, ids[:, 1:, None])[..., 0]
     assert torch.allclose(plain, want, atol=1e-5)  # calls without fused_lm_head (generation) are the model's own
+
+
+def test_per_source_lays_out_each_sources_own_columns():
+    # heads: transition, rhythm, activity (piano, drums), Amuse sources (piano, drums), tempo
+    act_piano, act_drums = [0.0, 0, 1, 1, 1, 1], [0.0, 0, 0, 0, 1, 1]
+    probs = torch.zeros(6, 7)
+    probs[:, 2], probs[:, 3], probs[:, 5] = torch.tensor(act_piano), torch.tensor(act_drums), 0.5
+    f = __import__("must.model.modeling", fromlist=["per_source"]).per_source(probs, 2)
+    assert f.shape == (6, 2, 6)
+    assert f[:, 0, 0].tolist() == act_piano and f[:, 1, 0].tolist() == act_drums
+    assert f[:, 1, 2].tolist() == [0.5] * 6  # drums' Amuse column
+    assert f[:, 0, 1].tolist() == [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]  # contrast(width 2) peaks where the piano enters
+    assert f[:, 0, 4].tolist() == [0.0, 0, 0, 1, 1, 1]  # played before
+    assert f[:, 1, 5].tolist() == [1.0, 1, 1, 1, 1, 0]  # plays after
+
+
+def test_source_pointer_reads_the_gated_sources_columns(tiny):
+    """With the LM's own time logits and the plain pointer off, a gate on the piano points at the piano's entry
+    (second 2) and a gate on the drums at theirs (second 4): the keys read only the gated source's columns."""
+    import copy
+
+    model, proc = copy.deepcopy(tiny[0]), tiny[1]
+    assert torch.count_nonzero(model.source_query.weight) == 0  # a new model points as before
+    cfg = model.config
+    enc_dim, n = cfg.encoder_dim, len(cfg.sources)
+    feats = torch.zeros(60, cfg.feature_dim)  # 6 s at 10 Hz
+    feats[20:, enc_dim + 2] = 1.0  # piano from 2 s
+    feats[40:, enc_dim + 3] = 1.0  # drums from 4 s
+    enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 6.0)], return_tensors="pt")
+    off = cfg.time_token_offset
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.time_query.weight.zero_()
+        key = model.model.source_key
+        for layer in (key[0], key[2]):
+            layer.weight.zero_(), layer.bias.zero_()
+        key[0].weight[0, 0], key[0].weight[0, 4] = 1.0, -1.0  # relu-like read of "plays now, not before"
+        key[2].weight[0, 0] = 10.0
+        model.source_query.weight.zero_()
+        model.source_query.bias = None
+        model.source_query.weight[0] = 1.0  # query (Σ h) on dimension 0
+        picks = []
+        for source in range(n + 1):
+            model.source_gate.weight.zero_()
+            model.source_gate.bias.fill_(-30.0)
+            model.source_gate.bias[source] = 30.0
+            out = model(**enc, audio_features=[feats])
+            h = model.model(**enc, audio_features=[feats]).last_hidden_state[0, -1]
+            logits = out.logits[0, -1, off : off + 6] * torch.sign(h.sum())
+            picks.append(logits)
+    assert int(picks[0].argmax()) == 2 and int(picks[1].argmax()) == 4
+    assert torch.allclose(picks[2], torch.zeros(6), atol=1e-6)  # gate on "none": no source term
+
+
+def test_source_gate_loss_is_cross_entropy_at_answer_positions(tiny):
+    import copy
+
+    model, proc = copy.deepcopy(tiny[0]), tiny[1]
+    ids = proc.tokenizer([proc.prompt("When does the piano first start to play?", 5.0) + proc.answer("0:02")],
+                         return_tensors="pt")["input_ids"]
+    labels = torch.full_like(ids, -100)
+    labels[0, -2:] = ids[0, -2:]  # the answer: time token, end of turn
+    asked = torch.full_like(ids, -100)
+    asked[0, -3:] = 0  # the turn asks about the piano (the prompt's last token is already labelled: no effect)
+    feats = torch.randn(50, model.config.feature_dim)
+    with torch.no_grad():
+        plain = model(input_ids=ids, labels=labels, audio_features=[feats])
+        gated = model(input_ids=ids, labels=labels, audio_features=[feats], asked_source=asked)
+        gate = model.source_gate(model.model(input_ids=ids, audio_features=[feats]).last_hidden_state[0, -3:-2])
+    # position -3 predicts the time token 0:02 and its gate should say "piano" (class 0); position -2 predicts the
+    # end of the turn, which writes no time, so the gate is not taught there
+    expected = torch.nn.functional.cross_entropy(gate, torch.tensor([0]))
+    assert torch.allclose(gated.loss - plain.loss, expected, atol=1e-5)

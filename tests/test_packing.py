@@ -6,7 +6,7 @@ import torch
 from must.config import ConfigError, from_dict
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import TrainConfig
-from stages.sequences import AudioCollator, PackedTurnsDataset, must_dataset, pack_turns, packed_attention
+from stages.sequences import AudioCollator, PackedTurnsDataset, asked_source, must_dataset, pack_turns, packed_attention
 
 QUESTIONS = ["When does the piano first start to play?", "When do the drums enter?"]
 
@@ -25,6 +25,7 @@ def tiny():
     with torch.no_grad():  # the pointer and the span keys start at zero; make them matter here
         model.time_query.weight.normal_(std=0.3)
         model.model.time_key_context.weight.normal_(std=0.3)
+        model.source_query.weight.normal_(std=0.3)
     return model, proc
 
 
@@ -45,9 +46,10 @@ def test_pack_turns_groups_rows_of_one_prefix_in_order():
     rows = [{"prefix": p, "turn": f"q{i}", "target": f"a{i}", "track_id": t}
             for i, (t, p) in enumerate([("x", "P"), ("y", "Q"), ("x", "P"), ("x", "P"), ("x", "P2"), ("y", "Q")])]
     packs = pack_turns(rows, 2)
-    assert [(p["track_id"], p["prefix"], p["turns"]) for p in packs] == [
+    assert [(p["track_id"], p["prefix"], [t[:2] for t in p["turns"]]) for p in packs] == [
         ("x", "P", [("q0", "a0"), ("q2", "a2")]), ("y", "Q", [("q1", "a1"), ("q5", "a5")]),
         ("x", "P", [("q3", "a3")]), ("x", "P2", [("q4", "a4")])]
+    assert {t[2] for p in packs for t in p["turns"]} == {(-100, None)}  # rows without "asked": no gate label
 
 
 def test_packed_attention_hand_checked():
@@ -113,3 +115,38 @@ def test_packed_batch_runs_in_bfloat16(tiny):
     with torch.no_grad():
         out = half(**batch)
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+
+
+def test_asked_source_names_the_one_source_a_question_asks_about():
+    sources = ["piano", "acoustic_guitar", "drums"]
+    assert asked_source("When does the acoustic guitar first come in?", sources) == 1
+    assert asked_source("At what time does the piano play for the last time?", sources) == 0
+    assert asked_source("During which time span(s) is the music at its most intense?", sources) == 3  # none
+    assert asked_source("Is the piano louder than the drums?", sources) == -100  # several: no label
+    assert asked_source("Is there a pianola?", sources) == 3  # whole words only
+
+
+def test_packed_turns_carry_each_questions_source_label(tiny):
+    _, proc = tiny
+    items = [{"question": q, "instruction": "", "duration": 5.0, "heard": None, "target": proc.answer(a), "track_id": "t"}
+             for q, a in zip(QUESTIONS, ["0:02", "0:03"])]
+    item = must_dataset(proc, items, turns=2, sources=["piano", "drums"])[0]
+    (s0, e0), (s1, e1) = item["segments"]
+    assert item["asked_source"] == [-100] * s0 + [0] * (e0 - s0) + [1] * (e1 - s1)
+    batch = AudioCollator(proc.tokenizer.pad_token_id, {"t": torch.zeros(50, 1)})([item])
+    assert batch["asked_source"][0].tolist() == item["asked_source"]
+    unlabelled = AudioCollator(proc.tokenizer.pad_token_id, {"t": torch.zeros(50, 1)})([must_dataset(proc, items, turns=2)[0]])
+    assert "asked_source" not in unlabelled
+
+
+def test_answer_source_labels_follow_gto_markers():
+    from stages.sequences import answer_source_labels
+
+    sources = ["piano", "tuba", "drums"]
+    question = ("These three transitions can be heard in the audio:\n(X) The tuba enters\n(Y) The music gets louder\n"
+                "(Z) The drums enter and the piano enters\n\nWhich of the following options represents the correct "
+                "chronological order?\nA: (X) → (Y) → (Z)")
+    tokens = ["(", "x", ")", "0:06", "(", "y", ")", "0:31", "(", "z", ")", "0:16", ".", "answer", ":", "a"]
+    # before any marker: the question's own label (it names several sources: none); then X: tuba, Y: none (3), Z: several
+    assert answer_source_labels(question, tokens, sources) == [-100, -100, 1, 1, 1, 1, 3, 3, 3, 3] + [-100] * 6
+    assert answer_source_labels("When does the piano enter?", ["0:42", "<|im_end|>"], sources) == [0, 0]

@@ -30,9 +30,12 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from must.model.configuration import SIGNALS, MusTConfig
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
-__all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals", "source_context"]
+__all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals",
+           "source_context", "per_source"]
 
 TRACK_SIGNALS = 6  # see track_signals
+PER_SOURCE = 6  # see per_source
+SOURCE_POINTER_DIM = 16  # width of the source pointer's query and keys
 MEL_POWER_FLOOR = 1e-10
 LOG_MEL_FLOOR = (math.log10(MEL_POWER_FLOOR) + 4.0) / 4.0  # MusicEncoder.log_mel of silence
 # the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes
@@ -96,6 +99,16 @@ def source_context(activity: torch.Tensor) -> torch.Tensor:
     before = torch.cat([zero, torch.cummax(activity, 0).values[:-1]])
     after = torch.cat([torch.cummax(activity.flip(0), 0).values.flip(0)[1:], zero])
     return torch.cat([before, after], dim=-1)
+
+
+def per_source(probs: torch.Tensor, n: int) -> torch.Tensor:
+    """``(S, H)`` per-second head probabilities → ``(S, n, PER_SOURCE)``: per source and second, its activity, the
+    activity's change across the second, its Amuse source head and that head's change, and whether it played
+    before and plays after (:func:`source_context`). One layout for every source, so that one small network can
+    read "this source starts here" for all of them."""
+    act, amuse = probs[:, 2 : 2 + n], probs[:, 2 + n : 2 + 2 * n]
+    ctx = source_context(act)
+    return torch.stack([act, contrast(act), amuse, contrast(amuse), ctx[:, :n], ctx[:, n:]], dim=-1)
 
 
 class MusicEncoder(nn.Module):
@@ -200,11 +213,14 @@ class MusTModel(MusTPreTrainedModel):
         # keys from the LM's own reading of each second of the audio span (which follows the question, unless audio_first)
         self.time_key_context = nn.Linear(hidden, hidden, bias=False)
         self.time_key_context.zero_init = True
+        # keys of the source pointer (MusTForCausalLM.point_at_seconds): per second and source, from that source's
+        # own columns only, with weights shared by all sources
+        self.source_key = nn.Sequential(nn.Linear(PER_SOURCE, 32), nn.GELU(), nn.Linear(32, SOURCE_POINTER_DIM))
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
-        # per batch row, (projected seconds, time keys) of the last prompt embedded: generation steps after the
-        # first see only new tokens but still need the audio of their row
-        self.audio_cache: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        # per batch row, (projected seconds, time keys, source keys) of the last prompt embedded: generation steps
+        # after the first see only new tokens but still need the audio of their row
+        self.audio_cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = []
         self.audio_positions: list[tuple[torch.Tensor, torch.Tensor] | None] = []  # (positions, seconds) per row
         self.post_init()
 
@@ -246,8 +262,9 @@ class MusTModel(MusTPreTrainedModel):
                 break
         return int(key) if key else None
 
-    def _row_audio(self, ids: list[int], feats: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(projected seconds, time keys) for one prompt, from its features or its ``<|audio_key|>``."""
+    def _row_audio(self, ids: list[int], feats: torch.Tensor | None, like: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(projected seconds, time keys, source keys) for one prompt, from its features or its ``<|audio_key|>``."""
         cfg = self.config
         if cfg.audio_bos_token_id not in ids:
             return None
@@ -257,7 +274,9 @@ class MusTModel(MusTPreTrainedModel):
             return None
         pooled = self.pool(feats.to(like.device, like.dtype))
         keys = self.time_key(pooled) + self.time_key_change(contrast(pooled[:, -self.n_track_signals :]))
-        return self.projector(pooled), keys
+        d2, h = 2 * cfg.encoder_dim, cfg.n_heads_out
+        source_keys = self.source_key(per_source(pooled[:, d2 : d2 + h], len(cfg.sources)))
+        return self.projector(pooled), keys, source_keys
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
               continuing: bool = False) -> torch.Tensor:
@@ -313,12 +332,17 @@ class MusTModel(MusTPreTrainedModel):
             pos, secs = span
             ok = secs < audio[1].shape[0]
             ctx = self.time_key_context(hidden[b, pos[ok]])
-            self.audio_cache[b] = (audio[0], audio[1].index_add(0, secs[ok], ctx.to(audio[1].dtype)))
+            self.audio_cache[b] = (audio[0], audio[1].index_add(0, secs[ok], ctx.to(audio[1].dtype)), audio[2])
 
     def time_keys(self, row: int) -> torch.Tensor | None:
         """``(seconds, hidden)`` pointer keys of batch row ``row``'s audio (from the last prompt embedded)."""
         audio = self.audio_cache[row] if row < len(self.audio_cache) else None
         return None if audio is None else audio[1]
+
+    def source_keys(self, row: int) -> torch.Tensor | None:
+        """``(seconds, sources, SOURCE_POINTER_DIM)`` source-pointer keys of batch row ``row``'s audio."""
+        audio = self.audio_cache[row] if row < len(self.audio_cache) else None
+        return None if audio is None else audio[2]
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
@@ -342,7 +366,12 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = MusTModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
-        self.time_query = nn.Linear(config.text_config.hidden_size, config.text_config.hidden_size, bias=False)
+        hidden = config.text_config.hidden_size
+        self.time_query = nn.Linear(hidden, hidden, bias=False)
+        # the source pointer: which source the answer is about (the last class: none), and what to find in its columns
+        self.source_gate = nn.Linear(hidden, len(config.sources) + 1)
+        self.source_query = nn.Linear(hidden, SOURCE_POINTER_DIM, bias=False)
+        self.source_query.zero_init = True
         self.post_init()
         nn.init.zeros_(self.time_query.weight)  # starts as a plain LM head; the pointer is learned
 
@@ -395,7 +424,11 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         return feats
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
-                labels=None, use_cache=None, logits_to_keep: int = 0, audio_features=None, **kwargs) -> CausalLMOutputWithPast:
+                labels=None, use_cache=None, logits_to_keep: int = 0, audio_features=None, asked_source=None,
+                **kwargs) -> CausalLMOutputWithPast:
+        """As a causal LM, plus ``asked_source`` ``(B, L)``: in training, the index in ``config.sources`` of the
+        source each token is about (``len(sources)``: none; -100: no label); the source gate learns it by
+        cross-entropy where the answer writes a time (:meth:`source_gate_loss`), added to the LM loss."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=_cache_from(past_key_values, kwargs), inputs_embeds=inputs_embeds, use_cache=use_cache,
                          audio_features=audio_features, **kwargs)
@@ -405,16 +438,34 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
+            if asked_source is not None:
+                loss = loss + self.source_gate_loss(hidden, labels, asked_source)
         return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_ARG: getattr(out, CACHE_ARG)},
                                       hidden_states=out.hidden_states, attentions=out.attentions)
 
+    def source_gate_loss(self, hidden: torch.Tensor, labels: torch.Tensor, asked_source: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the source gate at each position that predicts an answer's time token (``labels``
+        shifted, as the LM loss) against the source that time is about; zero when no such position is labelled.
+        Only where a time is written does the gate act, so only there is it taught."""
+        secs = labels[:, 1:] - self.config.time_token_offset
+        writes_time = (labels[:, 1:] != -100) & (secs >= 0) & (secs <= self.config.max_seconds)
+        target = asked_source[:, 1:].masked_fill(~writes_time.to(asked_source.device), -100)
+        if not bool((target != -100).any()):
+            return hidden.new_zeros(())
+        gate = self.source_gate(hidden[:, :-1]).float()
+        return nn.functional.cross_entropy(gate.flatten(0, 1), target.flatten().to(gate.device), ignore_index=-100)
+
     def point_at_seconds(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Add a pointer term to the time-token logits: ``query(h) · key(second s)`` for each second of the row's
-        audio. Writing "when" becomes choosing a second by its audio, not recalling a token by heart."""
+        audio, plus the source pointer: ``Σ_k gate_k(h) · source_query(h) · source_key(s, k)``, the gate choosing
+        the source asked about and the keys reading only that source's columns. Writing "when" becomes choosing a
+        second by its audio, not recalling a token by heart; "when does the piano enter" reads the piano's columns,
+        not a mixture the LM's query would have to untangle."""
         offset = self.config.time_token_offset
         if not self.config.audio_bos_token_id or not self.model.audio_cache:
             return logits
         scale = hidden.shape[-1] ** -0.5
+        n_src = len(self.config.sources)
         rows = []
         for b in range(logits.shape[0]):
             keys = self.model.time_keys(b)
@@ -423,6 +474,11 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
                 continue
             n = min(keys.shape[0], logits.shape[-1] - offset)
             ptr = self.time_query(hidden[b]) @ keys[:n].T * scale
+            if n_src:
+                gate = torch.softmax(self.source_gate(hidden[b]).float(), -1)[:, :n_src].to(hidden.dtype)
+                # Σ_k gate_k q · key_k as one product: (gate ⊗ query) · keys, both flattened over (source, dim)
+                gq = (gate.unsqueeze(-1) * self.source_query(hidden[b]).unsqueeze(-2)).flatten(1)
+                ptr = ptr + gq @ self.model.source_keys(b)[:n].flatten(1).T
             rows.append(torch.cat([logits[b, :, :offset], logits[b, :, offset : offset + n] + ptr,
                                    logits[b, :, offset + n :]], dim=-1))
         return torch.stack(rows)
