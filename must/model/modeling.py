@@ -8,7 +8,9 @@ audio and of the LM's last hidden state at that second's token in the audio span
 second is read knowing what is asked; with ``audio_first``, one reading of the audio serves every question packed
 after it in training); each second's features already carry the
 change of every head probability across it and the track-relative loudness and intensity, so "where does X
-start" and "where is it loudest" are local look-ups, not comparisons the small LM has to learn.
+start" and "where is it loudest" are local look-ups, not comparisons the small LM has to learn. A second pointer
+term, the *source pointer*, lets a gate choose the source asked about and reads only that source's columns
+(:func:`per_source`), so the query need not single one source out of all of them.
 
 Audio features reach the model either directly (``audio_features``: a batch of per-frame encoder outputs with
 head probabilities and measured signals, from :meth:`MusTForCausalLM.encode_audio`) or through ``audio_store``: when the prompt starts
