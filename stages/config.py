@@ -86,7 +86,8 @@ class SFTStage(LoopConfig):
     task_weights: dict[str, float] = field(default_factory=dict)  # relative share of a task's examples (default 1)
     generated_copies: int = 0  # extra question draws per train track from its annotations (0: the benchmark's only)
     reasoning: bool = True  # LTR/GTO targets name the change or write the three times before the letter (reasoned_answer)
-    # MusT: the source pointer's gate also learns which source each question names (stages.sequences.asked_source)
+    # MusT: the source pointer's gate also learns which source each written time is about (the one the question names;
+    # in GTO's reasoned answers, each listed change's: stages.sequences.answer_source_labels)
     source_labels: bool = True
     group_by_length: bool = True  # MusT: batches of similar length (tracks are 45-150 s), so less compute goes to padding
     # questions of one track per sequence, sharing its audio (needs model.audio_first): each answer costs its own
