@@ -413,7 +413,6 @@ def test_source_pointer_reads_the_gated_sources_columns(tiny):
         key[0].weight[0, 0], key[0].weight[0, 4] = 1.0, -1.0  # relu-like read of "plays now, not before"
         key[2].weight[0, 0] = 10.0
         model.source_query.weight.zero_()
-        model.source_query.bias = None
         model.source_query.weight[0] = 1.0  # query (Σ h) on dimension 0
         picks = []
         for source in range(n + 1):

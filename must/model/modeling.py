@@ -33,7 +33,7 @@ from must.model.configuration import SIGNALS, MusTConfig
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
 __all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals",
-           "source_context", "per_source"]
+           "source_context", "per_source", "time_token_seconds"]
 
 TRACK_SIGNALS = 6  # see track_signals
 PER_SOURCE = 6  # see per_source
@@ -101,6 +101,13 @@ def source_context(activity: torch.Tensor) -> torch.Tensor:
     before = torch.cat([zero, torch.cummax(activity, 0).values[:-1]])
     after = torch.cat([torch.cummax(activity.flip(0), 0).values.flip(0)[1:], zero])
     return torch.cat([before, after], dim=-1)
+
+
+def time_token_seconds(ids: torch.Tensor, config: MusTConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(seconds, is_time)`` of token ids: the second each time token (``M:SS``) names, and which ids are time
+    tokens (ignored labels, -100, are not)."""
+    secs = ids - config.time_token_offset
+    return secs, (secs >= 0) & (secs <= config.max_seconds)
 
 
 def per_source(probs: torch.Tensor, n: int) -> torch.Tensor:
@@ -288,8 +295,7 @@ class MusTModel(MusTPreTrainedModel):
         cfg = self.config
         if not cfg.audio_bos_token_id:
             return emb
-        secs = input_ids - cfg.time_token_offset
-        is_time = (secs >= 0) & (secs <= cfg.max_seconds)
+        secs, is_time = time_token_seconds(input_ids, cfg)
         if is_time.any():
             t = secs[is_time].float()
             emb = emb.clone()
@@ -320,8 +326,7 @@ class MusTModel(MusTPreTrainedModel):
         if not len(bos) or not len(eos):
             return None
         pos = torch.arange(int(bos[0]) + 1, int(eos[0]), device=ids.device)
-        secs = ids[pos] - cfg.time_token_offset
-        ok = (secs >= 0) & (secs <= cfg.max_seconds)
+        secs, ok = time_token_seconds(ids[pos], cfg)
         return pos[ok], secs[ok]
 
     def add_context_keys(self, hidden: torch.Tensor) -> None:
@@ -336,15 +341,18 @@ class MusTModel(MusTPreTrainedModel):
             ctx = self.time_key_context(hidden[b, pos[ok]])
             self.audio_cache[b] = (audio[0], audio[1].index_add(0, secs[ok], ctx.to(audio[1].dtype)), audio[2])
 
+    def _cached(self, row: int, part: int) -> torch.Tensor | None:
+        """Part ``part`` of batch row ``row``'s entry in :attr:`audio_cache` (from the last prompt embedded)."""
+        audio = self.audio_cache[row] if row < len(self.audio_cache) else None
+        return None if audio is None else audio[part]
+
     def time_keys(self, row: int) -> torch.Tensor | None:
         """``(seconds, hidden)`` pointer keys of batch row ``row``'s audio (from the last prompt embedded)."""
-        audio = self.audio_cache[row] if row < len(self.audio_cache) else None
-        return None if audio is None else audio[1]
+        return self._cached(row, 1)
 
     def source_keys(self, row: int) -> torch.Tensor | None:
         """``(seconds, sources, SOURCE_POINTER_DIM)`` source-pointer keys of batch row ``row``'s audio."""
-        audio = self.audio_cache[row] if row < len(self.audio_cache) else None
-        return None if audio is None else audio[2]
+        return self._cached(row, 2)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
@@ -449,8 +457,7 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         """Cross-entropy of the source gate at each position that predicts an answer's time token (``labels``
         shifted, as the LM loss) against the source that time is about; zero when no such position is labelled.
         Only where a time is written does the gate act, so only there is it taught."""
-        secs = labels[:, 1:] - self.config.time_token_offset
-        writes_time = (labels[:, 1:] != -100) & (secs >= 0) & (secs <= self.config.max_seconds)
+        _, writes_time = time_token_seconds(labels[:, 1:], self.config)
         target = asked_source[:, 1:].masked_fill(~writes_time.to(asked_source.device), -100)
         if not bool((target != -100).any()):
             return hidden.new_zeros(())
