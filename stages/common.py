@@ -120,7 +120,7 @@ def lora_config(kind: str, r: int, alpha: int, dropout: float = 0.05):
     from peft import LoraConfig
 
     keep = (["projector", "time_key", "time_key_change", "time_key_context", "time_query", "source_key", "source_gate",
-             "source_query", "time_embed", "embed_tokens", "lm_head"]
+             "source_query", "source_moment", "moment_embed", "moment_query", "time_embed", "embed_tokens", "lm_head"]
             if kind == "must" else ["multi_modal_projector"])
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM", modules_to_save=keep,
                       target_modules=r"(.*language_model.*)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
@@ -161,9 +161,16 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
                         encoder_channels=m.encoder_channels, encoder_window=cfg.stage1.crop_seconds,
                         max_seconds=m.max_seconds, sources=SOURCES, text_config=text, source_context=m.source_context,
                         tempo_signals=m.tempo_signals,
-                        **processor.config_ids())
+                        **processor.config_ids(), **moment_ids(cfg, processor, SOURCES))
     torch.manual_seed(cfg.seed)
     return MusTForCausalLM(config)
+
+
+def moment_ids(cfg: TrainConfig, processor: MusTProcessor, sources: list[str]) -> dict:
+    """The config ids for source moments when ``model.source_moments`` asks for them, else empty ones (off)."""
+    if cfg.model.source_moments:
+        return processor.moment_ids(sources)
+    return {"source_token_ids": [], "turn_token_ids": []}
 
 
 def load_must(path: Path, **config) -> tuple[MusTForCausalLM, MusTProcessor]:
@@ -190,6 +197,8 @@ def load_stage_model(cfg: TrainConfig, path: Path, first_projector_stage: bool =
         # prompt-format choices of stages 2-4, saved with them
         model.config.heard_events = cfg.model.heard_events
         model.config.audio_first = processor.audio_first = cfg.model.audio_first
+        for key, value in moment_ids(cfg, processor, model.config.sources).items():
+            setattr(model.config, key, value)
         return model, processor
     from stages.hf_audio import load_hf
 

@@ -309,6 +309,18 @@ def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypa
     assert answer_batch(model, proc, item, [feats], 4)[0] == said  # generate keeps the written letter
 
 
+def test_distinct_times_forbid_a_written_time_and_its_neighbours():
+    from must.model.inference import DistinctTimes
+
+    proc = DistinctTimes({0}, time_token_offset=10, max_seconds=20, prompt_length=2)
+    ids = torch.tensor([[1, 2, 3, 10 + 5, 4, 10 + 0], [1, 2, 10 + 5, 10 + 6, 4, 4]])
+    out = proc(ids, torch.zeros(2, 40))
+    # row 0 wrote 0:05 and 0:00: seconds 4-6 and 0-1 are out, the rest of the time line is free
+    assert torch.isinf(out[0, [10, 11, 14, 15, 16]]).all()
+    assert (out[0, [12, 13, 17, 30]] == 0).all() and (out[0, :10] == 0).all()
+    assert (out[1] == 0).all()  # a row that is not GTO
+
+
 def test_interval_end_is_written_after_its_start():
     from must.model.inference import IntervalEndAfterStart
 
@@ -446,3 +458,97 @@ def test_source_gate_loss_is_cross_entropy_at_answer_positions(tiny):
     # end of the turn, which writes no time, so the gate is not taught there
     expected = torch.nn.functional.cross_entropy(gate, torch.tensor([0]))
     assert torch.allclose(gated.loss - plain.loss, expected, atol=1e-5)
+
+
+def _with_moments(tiny):
+    """A copy of the tiny model with source moments switched on (zero-initialised weights: no effect yet)."""
+    import copy
+
+    model, proc = copy.deepcopy(tiny[0]), tiny[1]
+    for key, value in proc.moment_ids(model.config.sources).items():
+        setattr(model.config, key, value)
+    return model, MusTProcessor(proc.tokenizer, 120, audio_first=True)
+
+
+def test_moment_ids_name_each_source_by_its_last_word(tiny):
+    tok = tiny[1].tokenizer
+    ids = tiny[1].moment_ids(["piano", "drums", "electric_bass"])
+    assert ids["source_token_ids"] == [tok.convert_tokens_to_ids("piano"), tok.convert_tokens_to_ids("drums"), -1]
+    assert ids["turn_token_ids"] == [tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids("<|im_end|>")]
+
+
+def test_asked_seconds_hold_the_turns_own_time(tiny):
+    """Two packed turns after one audio prefix: the first names 0:03, so its question and answer are about second
+    3; the answer's <|im_end|> ends the turn; the second turn names no time until its answer writes 0:04."""
+    from must.model.modeling import asked_seconds
+
+    model, proc = _with_moments(tiny)
+    tok = proc.tokenizer
+    text = (proc.audio_prefix(6.0) + proc.question_turn("The piano enters at 0:03 ?") + proc.answer("the piano enters")
+            + proc.question_turn("When does the drums enter ?") + proc.answer("0:04"))
+    ids = tok(text, return_tensors="pt")["input_ids"][0]
+    span = model.model._span_positions(ids)
+    at = asked_seconds(ids, model.config, (int(span[0][0]), int(span[0][-1]) + 1))
+    toks = tok.convert_ids_to_tokens(ids.tolist())
+    q1 = toks.index("0:03", toks.index("<|audio_eos|>"))
+    ends = [i for i, t in enumerate(toks) if t == "<|im_end|>"]  # system, question 1, answer 1, question 2, answer 2
+    assert (at[:q1] == -1).all()  # the audio span's time tokens are not asked about
+    assert (at[q1 : ends[2]] == 3).all()  # question 1 from its time on, and its answer
+    a2 = len(toks) - 2  # answer 2's time token, before its <|im_end|>
+    assert (at[ends[2] : a2] == -1).all() and at[a2] == 4  # the turn ends at the answer's <|im_end|>
+    # a generation step carries its prompt's value on, and a new time replaces it
+    assert asked_seconds(ids[ends[1] + 3 : ends[2]], model.config, initial=3).tolist() == [3, 3, 3]  # the piano enters
+    assert asked_seconds(ids[a2 : a2 + 1], model.config, initial=3).tolist() == [4]
+
+
+def test_source_moments_start_as_no_change(tiny):
+    model, proc = _with_moments(tiny)
+    base = MusTForCausalLM(tiny[0].config)
+    base.load_state_dict(tiny[0].state_dict())
+    base.eval()
+    enc = proc.tokenizer([proc.prompt("The piano enters at 0:03 ?", 6.0) + " the piano"], return_tensors="pt")
+    feats = torch.randn(60, model.config.feature_dim)
+    with torch.no_grad():
+        assert torch.allclose(model(**enc, audio_features=[feats]).logits, base(**enc, audio_features=[feats]).logits, atol=1e-6)
+
+
+def test_source_name_logit_reads_what_each_source_does_at_the_asked_second(tiny):
+    """Piano enters at 2 s, drums at 4 s. With the LM head zeroed and a hand-set moment network reading "this
+    source's activity rises here", asking about 0:02 favours the word piano and about 0:04 the word drums; the
+    piano's name in the question carries its moment (moment_embed), and not in a turn that names no time."""
+    from must.model.modeling import PER_SOURCE
+
+    model, proc = _with_moments(tiny)
+    cfg = model.config
+    feats = torch.zeros(60, cfg.feature_dim)
+    feats[20:, cfg.encoder_dim + 2] = 1.0  # piano from 2 s
+    feats[40:, cfg.encoder_dim + 3] = 1.0  # drums from 4 s
+    piano, drums = cfg.source_token_ids
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        layer = model.model.source_moment[0]
+        layer.weight.zero_(), layer.bias.zero_()
+        layer.weight[0, PER_SOURCE + 1] = 10.0  # the activity's change, at the second itself (middle of three)
+        model.moment_query.weight.zero_()
+        model.moment_query.weight[0] = 1.0  # query (Σ h) on dimension 0
+        picks = []
+        for asked in ("0:02", "0:04"):
+            enc = proc.tokenizer([proc.prompt(f"What changes at {asked} ?", 6.0)], return_tensors="pt")
+            logits = model(**enc, audio_features=[feats]).logits[0, -1]
+            h = model.model(**enc, audio_features=[feats]).last_hidden_state[0, -1]
+            picks.append((logits[[piano, drums]] * torch.sign(h.sum())).tolist())
+        model.model.moment_embed.weight.fill_(1.0)
+        timed = proc.tokenizer([proc.prompt("The piano enters at 0:02 ?", 6.0)], return_tensors="pt")["input_ids"]
+        untimed = proc.tokenizer([proc.prompt("When does the piano enter ?", 6.0)], return_tensors="pt")["input_ids"]
+        emb_timed = model.model.embed(timed, [feats]) - model.model.get_input_embeddings()(timed)
+        emb_untimed = model.model.embed(untimed, [feats]) - model.model.get_input_embeddings()(untimed)
+    assert picks[0][0] > picks[0][1] and picks[1][1] > picks[1][0]
+    # "The piano enters at 0:02": the name comes before the time, so it carries nothing; a name after it would
+    names = (timed[0] == piano).nonzero()[:, 0]
+    assert torch.allclose(emb_timed[0, names], torch.zeros(len(names), emb_timed.shape[-1]))
+    after = proc.tokenizer([proc.prompt("At 0:02 does the piano enter ?", 6.0)], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        emb_after = model.model.embed(after, [feats]) - model.model.get_input_embeddings()(after)
+    name = int((after[0] == piano).nonzero()[-1, 0])
+    assert emb_after[0, name].abs().sum() > 0
+    assert torch.allclose(emb_untimed[0, (untimed[0] == piano)], torch.zeros(1, emb_untimed.shape[-1]))

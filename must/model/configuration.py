@@ -29,6 +29,10 @@ class MusTConfig(PretrainedConfig):
     ``tempo_signals``: the features also carry measured tempo signals (:mod:`must.model.tempo`: tempogram novelty,
     onset rate, beat period), pooled into per-second tempo-change features; it widens the features and the
     projector, so it too is fixed from stage 2 on.
+    ``source_token_ids`` (one word token per source, -1 where the tokenizer has none) and ``turn_token_ids``
+    (``<|im_start|>``, ``<|im_end|>``) switch on *source moments* (:meth:`~must.model.modeling.MusTModel.asked_seconds`):
+    a source's name, in a turn that names a time, carries what that source does at that time, and its logit points
+    at it. Empty (older checkpoints): off.
     """
 
     model_type = "must"
@@ -41,7 +45,8 @@ class MusTConfig(PretrainedConfig):
                  audio_bos_token_id: int = 0, audio_eos_token_id: int = 0, audio_key_token_id: int = 0,
                  time_token_offset: int = 0, digit_token_ids: list[int] | None = None,
                  heard_events: bool = False, audio_first: bool = False, source_context: bool = False,
-                 tempo_signals: bool = False, **kwargs):
+                 tempo_signals: bool = False, source_token_ids: list[int] | None = None,
+                 turn_token_ids: list[int] | None = None, **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
         self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
@@ -59,6 +64,8 @@ class MusTConfig(PretrainedConfig):
         self.audio_first = audio_first
         self.source_context = source_context
         self.tempo_signals = tempo_signals
+        self.source_token_ids = list(source_token_ids or [])
+        self.turn_token_ids = list(turn_token_ids or [])
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 

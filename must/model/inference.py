@@ -6,8 +6,9 @@ two where the letter follows from what the model says it heard rather than from 
 lm-evaluation-harness scores multiple choice), GTO picks the ordering implied by the three times the model
 writes. ``constrained``: answers are held to the form the model was trained to give: greedy decoding of LTR may
 only write an option as ``<description>. Answer: <its letter>`` (:class:`AllowedSequences`), so the model chooses
-a description token by token and the letter is that description's; a GTO answer's letter is the ordering its three
-written times imply (as in ``scored``). A small LM names the right change or the right times more often than it
+a description token by token and the letter is that description's; a GTO answer may not time two of its changes
+within a second of each other (:class:`DistinctTimes`: the changes to order are different moments) and its letter
+is the ordering its three written times imply (as in ``scored``). A small LM names the right change or the right times more often than it
 binds them to a letter.
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
@@ -25,7 +26,8 @@ from must.model.heard import heard_for
 from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
-__all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfterStart", "AllowedSequences", "CHOICE_MODES"]
+__all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfterStart", "AllowedSequences", "DistinctTimes",
+           "CHOICE_MODES"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
@@ -69,6 +71,25 @@ class AllowedSequences(LogitsProcessor):
         return scores
 
 
+class DistinctTimes(LogitsProcessor):
+    """For the batch rows in ``rows``, forbid a time within ``margin`` seconds of a time the answer already wrote:
+    a GTO answer times three different changes, and a pointer left alone may write one moment twice (a tie orders
+    nothing)."""
+
+    def __init__(self, rows: set[int], time_token_offset: int, max_seconds: int, prompt_length: int, margin: int = 1):
+        self.rows, self.offset, self.max_seconds = rows, time_token_offset, max_seconds
+        self.prompt_length, self.margin = prompt_length, margin
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row in self.rows:
+            for tok in input_ids[row, self.prompt_length :].tolist():
+                sec = tok - self.offset
+                if 0 <= sec <= self.max_seconds:
+                    lo, hi = max(sec - self.margin, 0), min(sec + self.margin, self.max_seconds)
+                    scores[row, self.offset + lo : self.offset + hi + 1] = float("-inf")
+        return scores
+
+
 def _ltr_sequences(processor: MusTProcessor, question: str) -> list[list[int]]:
     """Token ids of each LTR option as a trained answer, ``<description>. Answer: <letter>`` and end of turn."""
     tok = processor.tokenizer
@@ -97,6 +118,8 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
         held = {k: _ltr_sequences(processor, i["question"]) for k, i in enumerate(items)
                 if i.get("task") == "LTR" and option_texts(i["question"])}
         processors.append(AllowedSequences(held, n))
+        gto = {k for k, i in enumerate(items) if i.get("task") == "GTO" and option_texts(i["question"])}
+        processors.append(DistinctTimes(gto, model.config.time_token_offset, model.config.max_seconds, n))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,
                          logits_processor=processors,

@@ -33,11 +33,12 @@ from must.model.configuration import SIGNALS, MusTConfig
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
 __all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals",
-           "source_context", "per_source", "time_token_seconds"]
+           "source_context", "per_source", "time_token_seconds", "asked_seconds", "neighbour_seconds"]
 
 TRACK_SIGNALS = 6  # see track_signals
 PER_SOURCE = 6  # see per_source
 SOURCE_POINTER_DIM = 16  # width of the source pointer's query and keys
+MOMENT_DIM = 32  # width of a source moment (what one source does around one second)
 MEL_POWER_FLOOR = 1e-10
 LOG_MEL_FLOOR = (math.log10(MEL_POWER_FLOOR) + 4.0) / 4.0  # MusicEncoder.log_mel of silence
 # the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes
@@ -118,6 +119,37 @@ def per_source(probs: torch.Tensor, n: int) -> torch.Tensor:
     act, amuse = probs[:, 2 : 2 + n], probs[:, 2 + n : 2 + 2 * n]
     ctx = source_context(act)
     return torch.stack([act, contrast(act), amuse, contrast(amuse), ctx[:, :n], ctx[:, n:]], dim=-1)
+
+
+def neighbour_seconds(x: torch.Tensor) -> torch.Tensor:
+    """``(S, …, F)`` per second → ``(S, …, 3F)``: each second with the one before and the one after (edges
+    repeated). A question's ``0:42`` is the annotation's time rounded, so the change may sit a second either side."""
+    prev = torch.cat([x[:1], x[:-1]])
+    nxt = torch.cat([x[1:], x[-1:]])
+    return torch.cat([prev, x, nxt], dim=-1)
+
+
+def asked_seconds(ids: torch.Tensor, config: MusTConfig, span: tuple[int, int] | None = None, initial: int = -1
+                  ) -> torch.Tensor:
+    """``(L,)`` per position of one row's ids: the second named by the latest time token at or before it, outside
+    the audio span ``[start, end)``, in the same question-and-answer turn; -1 where there is none. A turn ends at
+    an ``<|im_end|>`` that is not followed by ``<|im_start|>`` (the answer's, not the question's), so packed
+    questions do not inherit each other's times. ``initial``: the value carried over from earlier ids (generation
+    steps continue their prompt)."""
+    secs, event = time_token_seconds(ids, config)
+    if span is not None:
+        event[span[0] : span[1]] = False
+    idx = torch.arange(len(ids), device=ids.device)
+    last_event = torch.where(event, idx, -1).cummax(0).values
+    if len(config.turn_token_ids) == 2:
+        start, end = config.turn_token_ids
+        after = torch.cat([ids[1:], ids.new_full((1,), -1)])
+        last_end = torch.where((ids == end) & (after != start), idx, -1).cummax(0).values
+    else:
+        last_end = torch.full_like(idx, -1)
+    from_ids = (last_event >= 0) & (last_event > last_end)
+    carried = (last_event < 0) & (last_end < 0)
+    return torch.where(from_ids, secs[last_event.clamp(min=0)], torch.where(carried, initial, -1))
 
 
 class MusicEncoder(nn.Module):
@@ -225,12 +257,18 @@ class MusTModel(MusTPreTrainedModel):
         # keys of the source pointer (MusTForCausalLM.point_at_seconds): per second and source, from that source's
         # own columns only, with weights shared by all sources
         self.source_key = nn.Sequential(nn.Linear(PER_SOURCE, 32), nn.GELU(), nn.Linear(32, SOURCE_POINTER_DIM))
+        # source moments: what each source does around each second (its columns over three seconds, weights shared
+        # by all sources), added to a source name's embedding in a turn that names that second
+        self.source_moment = nn.Sequential(nn.Linear(3 * PER_SOURCE, MOMENT_DIM), nn.GELU())
+        self.moment_embed = nn.Linear(MOMENT_DIM, hidden, bias=False)
+        self.moment_embed.zero_init = True
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
-        # per batch row, (projected seconds, time keys, source keys) of the last prompt embedded: generation steps
-        # after the first see only new tokens but still need the audio of their row
-        self.audio_cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = []
+        # per batch row, (projected seconds, time keys, source keys, source moments) of the last prompt embedded:
+        # generation steps after the first see only new tokens but still need the audio of their row
+        self.audio_cache: list[tuple[torch.Tensor, ...] | None] = []
         self.audio_positions: list[tuple[torch.Tensor, torch.Tensor] | None] = []  # (positions, seconds) per row
+        self.asked: list[torch.Tensor] = []  # per row, asked_seconds of the ids last embedded
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -272,8 +310,9 @@ class MusTModel(MusTPreTrainedModel):
         return int(key) if key else None
 
     def _row_audio(self, ids: list[int], feats: torch.Tensor | None, like: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """(projected seconds, time keys, source keys) for one prompt, from its features or its ``<|audio_key|>``."""
+                   ) -> tuple[torch.Tensor, ...] | None:
+        """(projected seconds, time keys, source keys, source moments) for one prompt, from its features or its
+        ``<|audio_key|>``."""
         cfg = self.config
         if cfg.audio_bos_token_id not in ids:
             return None
@@ -284,13 +323,15 @@ class MusTModel(MusTPreTrainedModel):
         pooled = self.pool(feats.to(like.device, like.dtype))
         keys = self.time_key(pooled) + self.time_key_change(contrast(pooled[:, -self.n_track_signals :]))
         d2, h = 2 * cfg.encoder_dim, cfg.n_heads_out
-        source_keys = self.source_key(per_source(pooled[:, d2 : d2 + h], len(cfg.sources)))
-        return self.projector(pooled), keys, source_keys
+        columns = per_source(pooled[:, d2 : d2 + h], len(cfg.sources))
+        moments = self.source_moment(neighbour_seconds(columns))
+        return self.projector(pooled), keys, self.source_key(columns), moments
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
               continuing: bool = False) -> torch.Tensor:
         """Token embeddings with that second's projected audio added at every time token (audio span, question,
-        answer). ``continuing``: a generation step after the prompt — reuse the audio of each row's prompt."""
+        answer) and, with source moments on, the asked second's source moment added at every source name.
+        ``continuing``: a generation step after the prompt — reuse the audio of each row's prompt."""
         emb = self.get_input_embeddings()(input_ids)
         cfg = self.config
         if not cfg.audio_bos_token_id:
@@ -305,6 +346,7 @@ class MusTModel(MusTPreTrainedModel):
             self.audio_cache = [self._row_audio(input_ids[b].tolist(), audio_features[b] if audio_features is not None
                                                 and b < len(audio_features) else None, emb)
                                 for b in range(input_ids.shape[0])]
+        self.asked = [self._asked_row(input_ids[b], b, continuing) for b in range(input_ids.shape[0])]
         rows = []
         for b in range(input_ids.shape[0]):
             audio = self.audio_cache[b] if b < len(self.audio_cache) else None
@@ -316,8 +358,31 @@ class MusTModel(MusTPreTrainedModel):
             ok = (secs >= 0) & (secs < proj.shape[0])
             add = torch.zeros_like(emb[b])
             add[ok] = proj[secs[ok]]
+            src, at = self.source_of(input_ids[b]), self.asked[b]
+            named = (src >= 0) & (at >= 0) & (at < proj.shape[0])
+            if named.any():
+                add[named] = add[named] + self.moment_embed(audio[3][at[named], src[named]]).to(add.dtype)
             rows.append(emb[b] + add)
         return torch.stack(rows)
+
+    def source_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per id, the index in ``config.sources`` of the source whose name it is (``source_token_ids``), else -1."""
+        out = torch.full_like(ids, -1)
+        for k, tok in enumerate(self.config.source_token_ids):
+            if tok >= 0:
+                out[ids == tok] = k
+        return out
+
+    def _asked_row(self, ids: torch.Tensor, row: int, continuing: bool) -> torch.Tensor:
+        """:func:`asked_seconds` of one row; a generation step carries on from the row's previous ids."""
+        if not self.config.source_token_ids:
+            return torch.full_like(ids, -1)
+        if continuing:
+            before = self.asked[row] if row < len(self.asked) else None
+            return asked_seconds(ids, self.config, initial=int(before[-1]) if before is not None and len(before) else -1)
+        span = self.audio_positions[row] if row < len(self.audio_positions) else None
+        bounds = (int(span[0][0]), int(span[0][-1]) + 1) if span is not None and len(span[0]) else None
+        return asked_seconds(ids, self.config, bounds)
 
     def _span_positions(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(positions, seconds) of the time tokens between a row's ``<|audio_bos|>`` and ``<|audio_eos|>``."""
@@ -339,7 +404,7 @@ class MusTModel(MusTPreTrainedModel):
             pos, secs = span
             ok = secs < audio[1].shape[0]
             ctx = self.time_key_context(hidden[b, pos[ok]])
-            self.audio_cache[b] = (audio[0], audio[1].index_add(0, secs[ok], ctx.to(audio[1].dtype)), audio[2])
+            self.audio_cache[b] = (audio[0], audio[1].index_add(0, secs[ok], ctx.to(audio[1].dtype)), *audio[2:])
 
     def _cached(self, row: int, part: int) -> torch.Tensor | None:
         """Part ``part`` of batch row ``row``'s entry in :attr:`audio_cache` (from the last prompt embedded)."""
@@ -353,6 +418,10 @@ class MusTModel(MusTPreTrainedModel):
     def source_keys(self, row: int) -> torch.Tensor | None:
         """``(seconds, sources, SOURCE_POINTER_DIM)`` source-pointer keys of batch row ``row``'s audio."""
         return self._cached(row, 2)
+
+    def source_moments(self, row: int) -> torch.Tensor | None:
+        """``(seconds, sources, MOMENT_DIM)`` source moments of batch row ``row``'s audio."""
+        return self._cached(row, 3)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
@@ -382,6 +451,9 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         self.source_gate = nn.Linear(hidden, len(config.sources) + 1)
         self.source_query = nn.Linear(hidden, SOURCE_POINTER_DIM, bias=False)
         self.source_query.zero_init = True
+        # source moments: a source name's logit, in a turn that names a time, reads what that source does then
+        self.moment_query = nn.Linear(hidden, MOMENT_DIM, bias=False)
+        self.moment_query.zero_init = True
         self.post_init()
         nn.init.zeros_(self.time_query.weight)  # starts as a plain LM head; the pointer is learned
 
@@ -444,7 +516,7 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
                          audio_features=audio_features, **kwargs)
         hidden = out.last_hidden_state
         sl = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep else slice(None)
-        logits = self.point_at_seconds(hidden[:, sl, :], self.lm_head(hidden[:, sl, :]))
+        logits = self.point_at_sources(hidden[:, sl, :], self.point_at_seconds(hidden[:, sl, :], self.lm_head(hidden[:, sl, :])))
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
@@ -490,6 +562,28 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
                 ptr = ptr + gq @ self.model.source_keys(b)[:n].flatten(1).T
             rows.append(torch.cat([logits[b, :, :offset], logits[b, :, offset : offset + n] + ptr,
                                    logits[b, :, offset + n :]], dim=-1))
+        return torch.stack(rows)
+
+    def point_at_sources(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Add to each source name's logit ``moment_query(h) · moment(asked second, source)``: in a turn that names
+        a time ("what changes at 0:42?"), naming the source that enters or stops there is a look-up of the sources'
+        moments at that second, the source pointer's question turned round."""
+        ids = torch.tensor(self.config.source_token_ids, device=logits.device)
+        if not len(ids) or not self.model.audio_cache:
+            return logits
+        valid = ids >= 0
+        rows = []
+        for b in range(logits.shape[0]):
+            moments = self.model.source_moments(b)
+            at = self.model.asked[b][-logits.shape[1]:] if b < len(self.model.asked) else None
+            if moments is None or at is None or not bool(((at >= 0) & (at < moments.shape[0])).any()):
+                rows.append(logits[b])
+                continue
+            ok = (at >= 0) & (at < moments.shape[0])
+            bonus = torch.einsum("ld,lkd->lk", self.moment_query(hidden[b][ok]), moments[at[ok]]).to(logits.dtype)
+            row = logits[b].clone()
+            row[ok.nonzero()[:, :1], ids[valid]] += bonus[:, valid]
+            rows.append(row)
         return torch.stack(rows)
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, audio_features=None, **kwargs):

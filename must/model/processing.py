@@ -62,6 +62,14 @@ class MusTProcessor:
                 "audio_key_token_id": t.convert_tokens_to_ids(AUDIO_KEY), "time_token_offset": t.convert_tokens_to_ids("0:00"),
                 "digit_token_ids": [t.convert_tokens_to_ids(str(d)) for d in range(10)]}
 
+    def moment_ids(self, sources: list[str]) -> dict:
+        """Config ids that switch on source moments: per source, the token of the last word of its name as the
+        suite writes it (``electric_bass`` → ``bass``; -1 if the tokenizer lacks it), and the turn markers."""
+        t = self.tokenizer
+        ids = [t.convert_tokens_to_ids(s.replace("_", " ").split()[-1].lower()) for s in sources]
+        return {"source_token_ids": [-1 if i in (None, t.unk_token_id) else i for i in ids],
+                "turn_token_ids": [t.convert_tokens_to_ids("<|im_start|>"), t.convert_tokens_to_ids("<|im_end|>")]}
+
     def audio_span(self, duration: float, key: int | None = None) -> str:
         """``[<|audio_key|> 1 2] <|audio_bos|> 0:00 0:01 … <|audio_eos|>`` covering the track."""
         n = min(int(math.ceil(duration)), self.max_seconds + 1)
