@@ -236,15 +236,17 @@ def test_option_loglik_is_the_mean_token_logprob_of_each_continuation_alone(tiny
     feats = model.encode_audio(np.random.default_rng(1).normal(0, 0.1, 16000 * 6).astype(np.float32))
     prompt = proc.prompt("When does the piano first start to play?", 6.0)
     conts = ["The drums enter. Answer: A", "piano. Answer: B"]  # different lengths: the batch is padded
-    got = option_loglik(model, proc, prompt, feats, conts)
-    for c, g in zip(conts, got):
-        p = proc.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        t = proc.tokenizer(proc.answer(c), add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            logits = model(input_ids=torch.tensor([p + t]), audio_features=[feats]).logits[0]
-        logp = torch.log_softmax(logits, -1)
-        want = np.mean([float(logp[len(p) - 1 + i, tok]) for i, tok in enumerate(t)])
-        assert abs(g - want) < 1e-4
+    for closed in (True, False):
+        got = option_loglik(model, proc, prompt, feats, conts, closed=closed)
+        for c, g in zip(conts, got):
+            p = proc.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            t = proc.tokenizer(proc.answer(c) if closed else f" {c}", add_special_tokens=False)["input_ids"]
+            assert (t[-1] == proc.tokenizer.convert_tokens_to_ids("<|im_end|>")) == closed
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([p + t]), audio_features=[feats]).logits[0]
+            logp = torch.log_softmax(logits, -1)
+            want = np.mean([float(logp[len(p) - 1 + i, tok]) for i, tok in enumerate(t)])
+            assert abs(g - want) < 1e-4
 
 
 def test_scored_ltr_answers_with_the_most_likely_option(tiny):
@@ -263,22 +265,9 @@ def test_scored_ltr_answers_with_the_most_likely_option(tiny):
         answer_batch(model, proc, [item], [feats], 4, choices="loglik")
 
 
-def test_allowed_sequences_hold_a_row_to_its_options():
-    from must.model.inference import AllowedSequences
-
-    proc = AllowedSequences({0: [[5, 6, 9], [5, 7, 9]]}, prompt_length=2)
-    scores = torch.arange(12.0).repeat(2, 1)
-    first = proc(torch.tensor([[1, 2], [1, 2]]), scores.clone())
-    assert first[0, 5] == 5 and torch.isinf(first[0]).sum() == 11  # both options start with 5
-    assert torch.equal(first[1], scores[1])  # a free row
-    second = proc(torch.tensor([[1, 2, 5], [1, 2, 3]]), scores.clone())
-    assert second[0, 6] == 6 and second[0, 7] == 7 and torch.isinf(second[0]).sum() == 10
-    assert int(proc(torch.tensor([[1, 2, 5, 7], [1, 2, 3, 3]]), scores.clone())[0].argmax()) == 9
-
-
 def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     from must.answers import option_texts
-    from must.model.inference import answer_batch
+    from must.model.inference import answer_batch, option_loglik
 
     model, proc = tiny
     feats = model.encode_audio(np.random.default_rng(3).normal(0, 0.1, 16000 * 6).astype(np.float32))
@@ -286,10 +275,13 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     items = [{"question": q, "duration": 6.0, "task": "LTR"}, {"question": "When does the piano first start to play?",
                                                                 "duration": 6.0, "task": "TSG"}]
     ltr, tsg = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
-    options = {proc.decode(proc.tokenizer(proc.answer(f"{t}. Answer: {k}"), add_special_tokens=False)["input_ids"])
-               for k, t in option_texts(q).items()}
-    assert "the drums enter. answer : a" in options
-    assert ltr in options, ltr  # the untrained model would otherwise write anything
+    # the option whose description alone ("<description>.", letter left out) is most likely per token, written as
+    # MusT was trained to answer, with that description's own letter
+    texts = option_texts(q)
+    scores = option_loglik(model, proc, proc.prompt(q, 6.0), feats, [f"{t}." for t in texts.values()], closed=False)
+    assert len(set(np.round(scores, 4))) == 4  # the four options score differently
+    best = list(texts)[int(np.argmax(scores))]
+    assert ltr == f"{texts[best]}. Answer: {best}"
     assert tsg == answer_batch(model, proc, items[1:], [feats], 24)[0]  # other tasks decode as before
 
 

@@ -4,12 +4,13 @@ Three ways to answer a multiple-choice question: ``generate`` (greedy text, whos
 two where the letter follows from what the model says it heard rather than from the letter it writes.
 ``scored``: LTR picks the option whose description the model finds most likely (mean log-probability per token, as
 lm-evaluation-harness scores multiple choice), GTO picks the ordering implied by the three times the model
-writes. ``constrained``: answers are held to the form the model was trained to give: greedy decoding of LTR may
-only write an option as ``<description>. Answer: <its letter>`` (:class:`AllowedSequences`), so the model chooses
-a description token by token and the letter is that description's; a GTO answer may not time two of its changes
-within a second of each other (:class:`DistinctTimes`: the changes to order are different moments) and its letter
-is the ordering its three written times imply (as in ``scored``). A small LM names the right change or the right times more often than it
-binds them to a letter.
+writes. ``constrained``: answers are held to the form the model was trained to give, ``<description>. Answer:
+<its letter>``: LTR writes the option whose description the model finds most likely by itself (mean log-probability
+per token of ``<description>.``, the letter left out), so the letter is that description's — a search over the
+allowed answers, not greedy decoding, which prefers the prefix most options share ("the …" over "no noticeable
+change"); a GTO answer may not time two of its changes within a second of each other (:class:`DistinctTimes`: the
+changes to order are different moments) and its letter is the ordering its three written times imply (as in
+``scored``). A small LM names the right change or the right times more often than it binds them to a letter.
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
@@ -26,8 +27,7 @@ from must.model.heard import heard_for
 from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
-__all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfterStart", "AllowedSequences", "DistinctTimes",
-           "CHOICE_MODES"]
+__all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfterStart", "DistinctTimes", "CHOICE_MODES"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
@@ -52,25 +52,6 @@ class IntervalEndAfterStart(LogitsProcessor):
         return scores
 
 
-class AllowedSequences(LogitsProcessor):
-    """Greedy decoding held to given token sequences, per batch row: after the prompt, a row in ``rows`` may only
-    continue one of its sequences (which end with the end-of-turn token); other rows are left free."""
-
-    def __init__(self, rows: dict[int, list[list[int]]], prompt_length: int):
-        self.rows, self.prompt_length = rows, prompt_length
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        n = input_ids.shape[1] - self.prompt_length
-        for row, seqs in self.rows.items():
-            done = input_ids[row, self.prompt_length :].tolist()
-            allowed = sorted({s[n] for s in seqs if len(s) > n and s[:n] == done})
-            if allowed:
-                keep = scores[row, allowed].clone()
-                scores[row] = float("-inf")
-                scores[row, allowed] = keep
-        return scores
-
-
 class DistinctTimes(LogitsProcessor):
     """For the batch rows in ``rows``, forbid a time within ``margin`` seconds of a time the answer already wrote:
     a GTO answer times three different changes, and a pointer left alone may write one moment twice (a tie orders
@@ -88,13 +69,6 @@ class DistinctTimes(LogitsProcessor):
                     lo, hi = max(sec - self.margin, 0), min(sec + self.margin, self.max_seconds)
                     scores[row, self.offset + lo : self.offset + hi + 1] = float("-inf")
         return scores
-
-
-def _ltr_sequences(processor: MusTProcessor, question: str) -> list[list[int]]:
-    """Token ids of each LTR option as a trained answer, ``<description>. Answer: <letter>`` and end of turn."""
-    tok = processor.tokenizer
-    return [tok(processor.answer(f"{text}. Answer: {letter}"), add_special_tokens=False)["input_ids"]
-            for letter, text in option_texts(question).items()]
 
 
 @torch.no_grad()
@@ -115,9 +89,6 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
     processors = LogitsProcessorList([IntervalEndAfterStart(model.config.time_token_offset, model.config.max_seconds, dash, n)]
                                      if dash != tok.unk_token_id else [])
     if choices == "constrained":
-        held = {k: _ltr_sequences(processor, i["question"]) for k, i in enumerate(items)
-                if i.get("task") == "LTR" and option_texts(i["question"])}
-        processors.append(AllowedSequences(held, n))
         gto = {k for k, i in enumerate(items) if i.get("task") == "GTO" and option_texts(i["question"])}
         processors.append(DistinctTimes(gto, model.config.time_token_offset, model.config.max_seconds, n))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
@@ -128,9 +99,13 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
     if choices in ("scored", "constrained"):
         for k, (item, feats) in enumerate(zip(items, features)):
             options = option_texts(item["question"])
-            if item.get("task") == "LTR" and options and choices == "scored":
-                scores = option_loglik(model, processor, prompts[k], feats,
-                                       [f"{text}. Answer: {letter}" for letter, text in options.items()])
+            if item.get("task") == "LTR" and options:
+                if choices == "scored":
+                    scores = option_loglik(model, processor, prompts[k], feats,
+                                           [f"{text}. Answer: {letter}" for letter, text in options.items()])
+                else:
+                    scores = option_loglik(model, processor, prompts[k], feats, [f"{text}." for text in options.values()],
+                                           closed=False)
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
                 answers[k] = f"{options[best]}. Answer: {best}"
             elif item.get("task") == "GTO" and options:
@@ -141,11 +116,13 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
 
 
 @torch.no_grad()
-def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.Tensor, continuations: list[str]) -> list[float]:
-    """Mean log-probability per token of each continuation of ``prompt`` (one audio, one batch)."""
+def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.Tensor, continuations: list[str],
+                  closed: bool = True) -> list[float]:
+    """Mean log-probability per token of each continuation of ``prompt`` (one audio, one batch); ``closed``: the
+    continuation ends the turn (``<|im_end|>`` is scored too)."""
     tok = processor.tokenizer
     p = tok(prompt, add_special_tokens=False)["input_ids"]
-    conts = [tok(processor.answer(c), add_special_tokens=False)["input_ids"] for c in continuations]
+    conts = [tok(processor.answer(c) if closed else f" {c}", add_special_tokens=False)["input_ids"] for c in continuations]
     n = len(p) + max(len(c) for c in conts)
     ids = torch.full((len(conts), n), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
