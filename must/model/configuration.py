@@ -30,7 +30,7 @@ class MusTConfig(PretrainedConfig):
     onset rate, beat period), pooled into per-second tempo-change features; it widens the features and the
     projector, so it too is fixed from stage 2 on.
     ``source_token_ids`` (one word token per source, -1 where the tokenizer has none) and ``turn_token_ids``
-    (``<|im_start|>``, ``<|im_end|>``) switch on *source moments* (:meth:`~must.model.modeling.MusTModel.asked_seconds`):
+    (``<|im_start|>``, ``<|im_end|>``) switch on *source moments* (:func:`~must.model.modeling.asked_seconds`):
     a source's name, in a turn that names a time, carries what that source does at that time, and its logit points
     at it. Empty (older checkpoints): off.
     """

@@ -10,7 +10,9 @@ after it in training); each second's features already carry the
 change of every head probability across it and the track-relative loudness and intensity, so "where does X
 start" and "where is it loudest" are local look-ups, not comparisons the small LM has to learn. A second pointer
 term, the *source pointer*, lets a gate choose the source asked about and reads only that source's columns
-(:func:`per_source`), so the query need not single one source out of all of them.
+(:func:`per_source`), so the query need not single one source out of all of them. *Source moments* turn that
+round for "what changes at 0:42?": in a turn that names a time (:func:`asked_seconds`), each source's name carries
+what that source does around that second, and its logit points at it (:meth:`MusTForCausalLM.point_at_sources`).
 
 Audio features reach the model either directly (``audio_features``: a batch of per-frame encoder outputs with
 head probabilities and measured signals, from :meth:`MusTForCausalLM.encode_audio`) or through ``audio_store``: when the prompt starts
