@@ -304,7 +304,7 @@ def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypa
 def test_distinct_times_forbid_a_written_time_and_its_neighbours():
     from must.model.inference import DistinctTimes
 
-    proc = DistinctTimes({0}, time_token_offset=10, max_seconds=20, prompt_length=2)
+    proc = DistinctTimes({0}, MusTConfig(time_token_offset=10, max_seconds=20), prompt_length=2)
     ids = torch.tensor([[1, 2, 3, 10 + 5, 4, 10 + 0], [1, 2, 10 + 5, 10 + 6, 4, 4]])
     out = proc(ids, torch.zeros(2, 40))
     # row 0 wrote 0:05 and 0:00: seconds 4-6 and 0-1 are out, the rest of the time line is free

@@ -24,6 +24,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from must.answers import option_texts
 from must.model.heard import heard_for
+from must.model.modeling import time_token_seconds
 from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
@@ -57,17 +58,16 @@ class DistinctTimes(LogitsProcessor):
     a GTO answer times three different changes, and a pointer left alone may write one moment twice (a tie orders
     nothing)."""
 
-    def __init__(self, rows: set[int], time_token_offset: int, max_seconds: int, prompt_length: int, margin: int = 1):
-        self.rows, self.offset, self.max_seconds = rows, time_token_offset, max_seconds
-        self.prompt_length, self.margin = prompt_length, margin
+    def __init__(self, rows: set[int], config, prompt_length: int, margin: int = 1):
+        self.rows, self.config, self.prompt_length, self.margin = rows, config, prompt_length, margin
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        offset, top = self.config.time_token_offset, self.config.max_seconds
         for row in self.rows:
-            for tok in input_ids[row, self.prompt_length :].tolist():
-                sec = tok - self.offset
-                if 0 <= sec <= self.max_seconds:
-                    lo, hi = max(sec - self.margin, 0), min(sec + self.margin, self.max_seconds)
-                    scores[row, self.offset + lo : self.offset + hi + 1] = float("-inf")
+            secs, is_time = time_token_seconds(input_ids[row, self.prompt_length :], self.config)
+            for sec in secs[is_time].tolist():
+                lo, hi = max(sec - self.margin, 0), min(sec + self.margin, top)
+                scores[row, offset + lo : offset + hi + 1] = float("-inf")
         return scores
 
 
@@ -90,7 +90,7 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                                      if dash != tok.unk_token_id else [])
     if choices == "constrained":
         gto = {k for k, i in enumerate(items) if i.get("task") == "GTO" and option_texts(i["question"])}
-        processors.append(DistinctTimes(gto, model.config.time_token_offset, model.config.max_seconds, n))
+        processors.append(DistinctTimes(gto, model.config, n))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,
                          logits_processor=processors,
@@ -100,12 +100,10 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
         for k, (item, feats) in enumerate(zip(items, features)):
             options = option_texts(item["question"])
             if item.get("task") == "LTR" and options:
-                if choices == "scored":
-                    scores = option_loglik(model, processor, prompts[k], feats,
-                                           [f"{text}. Answer: {letter}" for letter, text in options.items()])
-                else:
-                    scores = option_loglik(model, processor, prompts[k], feats, [f"{text}." for text in options.values()],
-                                           closed=False)
+                # scored: the whole trained answer, letter included; constrained: the description alone
+                scored = choices == "scored"
+                conts = [f"{text}. Answer: {letter}" if scored else f"{text}." for letter, text in options.items()]
+                scores = option_loglik(model, processor, prompts[k], feats, conts, closed=scored)
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
                 answers[k] = f"{options[best]}. Answer: {best}"
             elif item.get("task") == "GTO" and options:

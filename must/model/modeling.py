@@ -356,10 +356,9 @@ class MusTModel(MusTPreTrainedModel):
                 rows.append(emb[b])
                 continue
             proj = audio[0]
-            secs = input_ids[b] - cfg.time_token_offset
-            ok = (secs >= 0) & (secs < proj.shape[0])
+            ok = is_time[b] & (secs[b] < proj.shape[0])
             add = torch.zeros_like(emb[b])
-            add[ok] = proj[secs[ok]]
+            add[ok] = proj[secs[b][ok]]
             src, at = self.source_of(input_ids[b]), self.asked[b]
             named = (src >= 0) & (at >= 0) & (at < proj.shape[0])
             if named.any():
@@ -578,10 +577,10 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         for b in range(logits.shape[0]):
             moments = self.model.source_moments(b)
             at = self.model.asked[b][-logits.shape[1]:] if b < len(self.model.asked) else None
-            if moments is None or at is None or not bool(((at >= 0) & (at < moments.shape[0])).any()):
+            ok = None if moments is None or at is None else (at >= 0) & (at < moments.shape[0])
+            if ok is None or not bool(ok.any()):
                 rows.append(logits[b])
                 continue
-            ok = (at >= 0) & (at < moments.shape[0])
             bonus = torch.einsum("ld,lkd->lk", self.moment_query(hidden[b][ok]), moments[at[ok]]).to(logits.dtype)
             row = logits[b].clone()
             row[ok.nonzero()[:, :1], ids[valid]] += bonus[:, valid]
