@@ -1,11 +1,13 @@
 """MusT-small: tokenizer time tokens, audio injection, generation, audio store, save/load (safetensors)."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
+from must.model import MusTConfig, MusTForCausalLM, MusTProcessor, inference
 from must.model.modeling import contrast, source_context, time_features, track_signals
 
 
@@ -296,9 +298,54 @@ def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypa
          "speeds up\n\nWhich of the following options represents the correct chronological order?\nA: (X) → (Y) → (Z)\n"
          "B: (X) → (Z) → (Y)\nC: (Y) → (X) → (Z)\nD: (Y) → (Z) → (X)\nE: (Z) → (X) → (Y)\nF: (Z) → (Y) → (X)")
     item = [{"question": q, "duration": 6.0, "task": "GTO"}]
+    # without the model's time distributions (none read back), the written times decide
+    monkeypatch.setattr(inference, "written_time_probs", lambda *a: {})
     got = answer_batch(model, proc, item, [feats], 4, choices="constrained")[0]
     assert got == said.split(" answer :")[0] + " Answer: D"  # (Y) 0:01 → (Z) 0:03 → (X) 0:05
     assert answer_batch(model, proc, item, [feats], 4)[0] == said  # generate keeps the written letter
+    # with them, the most probable ordering: X surely at 0:05, Y at 0:01 (0.4) or 0:06 (0.6), Z surely at 0:03:
+    # P(Z < X < Y) = 0.6 beats P(Y < Z < X) = 0.4, though the written times say Y, Z, X
+    sure = lambda s: np.eye(7)[s]
+    probs = {"X": sure(5), "Y": 0.4 * sure(1) + 0.6 * sure(6), "Z": sure(3)}
+    monkeypatch.setattr(inference, "written_time_probs", lambda *a: probs)
+    assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: E")  # (Z) → (X) → (Y)
+    assert answer_batch(model, proc, item, [feats], 4, choices="scored")[0].endswith("Answer: D")  # scored: written
+
+
+def test_ordering_probability_of_three_independent_times():
+    from must.model.inference import ordering_probability, order_from_time_probs
+
+    sure = lambda s: np.eye(3)[s]
+    assert ordering_probability(sure(0), np.array([0, 0.5, 0.5]), sure(2)) == 0.5  # t2 must be 1
+    uniform = np.full(3, 1 / 3)
+    assert abs(ordering_probability(uniform, uniform, uniform) - 1 / 27) < 1e-12  # (0, 1, 2) only
+    # the six orderings of the same three distributions share P(all distinct) = 1 - P(any tie)
+    a, b, c = np.array([0.5, 0.3, 0.2]), np.array([0.1, 0.1, 0.8]), np.array([0.2, 0.6, 0.2])
+    total = sum(ordering_probability(*o) for o in itertools.permutations([a, b, c]))
+    distinct = sum(a[i] * b[j] * c[k] for i, j, k in itertools.product(range(3), repeat=3) if len({i, j, k}) == 3)
+    assert abs(total - distinct) < 1e-12
+    options = {"A": "(X) → (Y) → (Z)", "B": "(Z) → (Y) → (X)"}
+    assert order_from_time_probs({"X": sure(2), "Y": sure(1), "Z": sure(0)}, options) == "B"
+    assert order_from_time_probs({"X": sure(2), "Y": sure(1)}, options) is None  # (Z) was not timed
+
+
+def test_written_time_probs_read_the_distribution_each_time_was_chosen_from(tiny):
+    from must.model.inference import written_time_probs
+
+    model, proc = tiny
+    tok, off = proc.tokenizer, model.config.time_token_offset
+    feats = model.encode_audio(np.random.default_rng(4).normal(0, 0.1, 16000 * 6).astype(np.float32))
+    prompt = proc.prompt("Order the changes.", 6.0)
+    x, y, z, lp, rp, end = tok.convert_tokens_to_ids(["x", "y", "z", "(", ")", "<|im_end|>"])
+    answer = [lp, x, rp, off + 5, lp, y, rp, off + 1, lp, z, rp, off + 3, end, tok.pad_token_id]
+    got = written_time_probs(model, proc, prompt, feats, torch.tensor(answer), seconds=6)
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([p + answer[:12]]), audio_features=[feats]).logits[0]
+    for label, i in (("X", 3), ("Y", 7), ("Z", 11)):  # the logits at the token before each written time
+        want = torch.softmax(logits[len(p) + i - 1, off : off + 7], -1).numpy()
+        assert got[label].shape == (7,) and np.allclose(got[label], want, atol=1e-5)
+    assert written_time_probs(model, proc, prompt, feats, torch.tensor([lp, x, rp, end]), seconds=6) == {}
 
 
 def test_distinct_times_forbid_a_written_time_and_its_neighbours():

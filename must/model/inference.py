@@ -9,8 +9,11 @@ writes. ``constrained``: answers are held to the form the model was trained to g
 per token of ``<description>.``, the letter left out), so the letter is that description's — a search over the
 allowed answers, not greedy decoding, which prefers the prefix most options share ("the …" over "no noticeable
 change"); a GTO answer may not time two of its changes within a second of each other (:class:`DistinctTimes`: the
-changes to order are different moments) and its letter is the ordering its three written times imply (as in
-``scored``). A small LM names the right change or the right times more often than it binds them to a letter.
+changes to order are different moments) and its letter is the ordering most probable under the model's own
+distributions over each change's time (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
+default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
+README), falling back to the ordering its three written times imply (as in ``scored``). A small LM names the right change or the right times more often
+than it binds them to a letter.
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
@@ -28,7 +32,8 @@ from must.model.modeling import time_token_seconds
 from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
-__all__ = ["answer_batch", "option_loglik", "order_from_times", "IntervalEndAfterStart", "DistinctTimes", "CHOICE_MODES"]
+__all__ = ["answer_batch", "option_loglik", "order_from_times", "order_from_time_probs", "ordering_probability",
+           "written_time_probs", "IntervalEndAfterStart", "DistinctTimes", "CHOICE_MODES"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
@@ -107,7 +112,12 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
                 answers[k] = f"{options[best]}. Answer: {best}"
             elif item.get("task") == "GTO" and options:
-                letter = order_from_times(answers[k], options)
+                letter = None
+                if choices == "constrained":
+                    seconds = min(model.config.max_seconds, int(item["duration"]))
+                    probs = written_time_probs(model, processor, prompts[k], feats, out[k, n:], seconds)
+                    letter = order_from_time_probs(probs, options)
+                letter = letter or order_from_times(answers[k], options)
                 if letter:
                     answers[k] = f"{_ANSWER_TAG.split(answers[k])[0].strip()} Answer: {letter}"
     return answers
@@ -150,3 +160,47 @@ def order_from_times(text: str, options: dict[str, str]) -> str | None:
         if re.findall(r"\(([XYZ])\)", opt) == order:
             return letter
     return None
+
+
+@torch.no_grad()
+def written_time_probs(model, processor: MusTProcessor, prompt: str, features: torch.Tensor, answer_ids: torch.Tensor,
+                       seconds: int) -> dict[str, np.ndarray]:
+    """For each of ``(X)``, ``(Y)``, ``(Z)`` the answer times, the model's distribution over the seconds
+    ``0..seconds`` where it wrote that time (the first time token after the label), the answer read back as written:
+    each change's time given the times written before it."""
+    tok, cfg = processor.tokenizer, model.config
+    labels = dict(zip(tok.convert_tokens_to_ids(["x", "y", "z"]), "XYZ"))
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    ids = answer_ids.tolist()
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    ids = ids[: ids.index(end)] if end in ids else ids
+    where, label = {}, None
+    for i, t in enumerate(ids):
+        if t in labels:
+            label = labels[t]
+        elif label and label not in where and 0 <= t - cfg.time_token_offset <= cfg.max_seconds:
+            where[label], label = len(p) + i - 1, None  # the position whose logits chose this time
+    if not where:
+        return {}
+    full = torch.tensor([p + ids], device=model.device)
+    logits = model(input_ids=full, attention_mask=torch.ones_like(full), audio_features=[features]).logits[0].float()
+    span = slice(cfg.time_token_offset, cfg.time_token_offset + seconds + 1)
+    return {lab: torch.softmax(logits[pos, span], -1).cpu().numpy() for lab, pos in where.items()}
+
+
+def ordering_probability(first: np.ndarray, second: np.ndarray, third: np.ndarray) -> float:
+    """``P(t1 < t2 < t3)`` for three independent distributions over the same seconds (ties order nothing)."""
+    n = min(len(first), len(second), len(third))
+    before = np.concatenate([[0.0], np.cumsum(first[:n])])[:n]  # P(t1 < s)
+    between = np.concatenate([[0.0], np.cumsum(before * second[:n])])[:n]  # P(t1 < t2 < s)
+    return float((between * third[:n]).sum())
+
+
+def order_from_time_probs(probs: dict[str, np.ndarray], options: dict[str, str]) -> str | None:
+    """The option letter whose order of ``(X)``, ``(Y)``, ``(Z)`` is most probable when each change's time is
+    drawn from its distribution in ``probs``; ``None`` if a change has no distribution or no option orders all three."""
+    if set(probs) != {"X", "Y", "Z"}:
+        return None
+    scored = {letter: ordering_probability(*(probs[x] for x in order)) for letter, opt in options.items()
+              if sorted(order := re.findall(r"\(([XYZ])\)", opt)) == ["X", "Y", "Z"]}
+    return max(scored, key=scored.get) if scored else None
