@@ -12,8 +12,8 @@ change"); a GTO answer may not time two of its changes within a second of each o
 changes to order are different moments) and its letter is the ordering most probable under the model's own
 distributions over each change's time (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
 default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
-README), falling back to the ordering its three written times imply (as in ``scored``). A small LM names the right change or the right times more often
-than it binds them to a letter.
+README), falling back to the ordering its three written times imply (as in ``scored``). A small LM names the
+right change or the right times more often than it binds them to a letter.
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
@@ -166,8 +166,8 @@ def order_from_times(text: str, options: dict[str, str]) -> str | None:
 def written_time_probs(model, processor: MusTProcessor, prompt: str, features: torch.Tensor, answer_ids: torch.Tensor,
                        seconds: int) -> dict[str, np.ndarray]:
     """For each of ``(X)``, ``(Y)``, ``(Z)`` the answer times, the model's distribution over the seconds
-    ``0..seconds`` where it wrote that time (the first time token after the label), the answer read back as written:
-    each change's time given the times written before it."""
+    ``0..seconds`` (its time tokens' logits, renormalised) where it wrote that time (the first time token after the
+    label), the answer read back as written: each change's time given the times written before it."""
     tok, cfg = processor.tokenizer, model.config
     labels = dict(zip(tok.convert_tokens_to_ids(["x", "y", "z"]), "XYZ"))
     p = tok(prompt, add_special_tokens=False)["input_ids"]
