@@ -39,6 +39,7 @@ CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
 # MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
 _LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
+_OPTION_LABEL = re.compile(r"\(([XYZ])\)")  # "(Y) → (X) → (Z)": the order an option lists
 
 
 class IntervalEndAfterStart(LogitsProcessor):
@@ -157,7 +158,7 @@ def order_from_times(text: str, options: dict[str, str]) -> str | None:
         return None
     order = sorted(times, key=lambda x: times[x])
     for letter, opt in options.items():
-        if re.findall(r"\(([XYZ])\)", opt) == order:
+        if _OPTION_LABEL.findall(opt) == order:
             return letter
     return None
 
@@ -174,11 +175,12 @@ def written_time_probs(model, processor: MusTProcessor, prompt: str, features: t
     ids = answer_ids.tolist()
     end = tok.convert_tokens_to_ids("<|im_end|>")
     ids = ids[: ids.index(end)] if end in ids else ids
+    _, is_time = time_token_seconds(answer_ids, cfg)
     where, label = {}, None
     for i, t in enumerate(ids):
         if t in labels:
             label = labels[t]
-        elif label and label not in where and 0 <= t - cfg.time_token_offset <= cfg.max_seconds:
+        elif label and label not in where and bool(is_time[i]):
             where[label], label = len(p) + i - 1, None  # the position whose logits chose this time
     if not where:
         return {}
@@ -202,5 +204,5 @@ def order_from_time_probs(probs: dict[str, np.ndarray], options: dict[str, str])
     if set(probs) != {"X", "Y", "Z"}:
         return None
     scored = {letter: ordering_probability(*(probs[x] for x in order)) for letter, opt in options.items()
-              if sorted(order := re.findall(r"\(([XYZ])\)", opt)) == ["X", "Y", "Z"]}
+              if sorted(order := _OPTION_LABEL.findall(opt)) == ["X", "Y", "Z"]}
     return max(scored, key=scored.get) if scored else None
