@@ -31,6 +31,11 @@ def turn_spans_of(segments: list[list[tuple[int, int]]]) -> torch.Tensor:
     return torch.tensor(spans, dtype=torch.long).reshape(-1, 3)
 
 
+def _at(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``(G, H, T, D)`` rows of a ``(B*L, H, D)`` tensor at ``(G, T)`` flat positions."""
+    return flat.index_select(0, positions.flatten()).view(*positions.shape, *flat.shape[1:]).transpose(1, 2)
+
+
 def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                             turn_spans: torch.Tensor | None = None, **kwargs) -> tuple[torch.Tensor, None]:
@@ -65,8 +70,7 @@ def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: t
         k_pos = torch.cat([row[:, None] * length + torch.arange(p_max, device=device), q_pos], dim=1)  # (G, p_max + T)
         own_prefix = (torch.arange(p_max, device=device) < prefix[row][:, None])[:, None, :].expand(-1, len(offsets), -1)
         own_turn = (offsets[None, :, None] >= offsets[None, None, :]) & (offsets[None, None, :] < n[:, None, None])
-        gather = lambda x, pos: x.index_select(0, pos.flatten()).view(*pos.shape, heads, dim).transpose(1, 2)  # noqa: E731
-        turns = F.scaled_dot_product_attention(gather(q, q_pos), gather(k, k_pos), gather(v, k_pos),
+        turns = F.scaled_dot_product_attention(_at(q, q_pos), _at(k, k_pos), _at(v, k_pos),
                                                attn_mask=torch.cat([own_prefix, own_turn], dim=2)[:, None],
                                                dropout_p=dropout, scale=scaling).transpose(1, 2)  # (G, T, H, D)
         valid = (offsets[None, :] < n[:, None]).flatten()
