@@ -8,9 +8,7 @@ from typing import Any
 
 import torch
 
-from must.model.shared_prefix import turn_spans_of
-
-__all__ = ["PromptTargetDataset", "PackedTurnsDataset", "AudioCollator", "pack_turns", "packed_positions", "must_dataset",
+__all__ = ["PromptTargetDataset", "PackedTurnsDataset", "AudioCollator", "pack_turns", "packed_attention", "must_dataset",
            "asked_source", "answer_source_labels"]
 
 NO_LABEL = -100
@@ -81,7 +79,7 @@ def pack_turns(rows: list[dict[str, Any]], turns: int) -> list[dict[str, Any]]:
 
 class PackedTurnsDataset(torch.utils.data.Dataset):
     """Tokenised ``prefix + (turn + target) + (turn + target) …``; each turn sees the prefix and itself only
-    (``segments`` gives their spans for :func:`packed_positions`); the loss is on the targets only. Turns that
+    (``segments`` gives their spans for :func:`packed_attention`); the loss is on the targets only. Turns that
     would pass ``max_length`` are dropped (the first is always kept, truncated). ``asked_source`` gives each turn's
     question tokens its ``asked`` label and its answer tokens their ``asked_answer`` labels (the prefix: none)."""
 
@@ -108,23 +106,32 @@ class PackedTurnsDataset(torch.utils.data.Dataset):
                 "track_id": pack["track_id"], "asked_source": asked[: self.max_length]}
 
 
-def packed_positions(segments: list[list[tuple[int, int]]], length: int) -> torch.Tensor:
-    """Per row's turn spans, the ``(B, L)`` position ids that restart every turn right after the shared prefix, so a
-    packed turn sees exactly what the same question alone would (with the attention of
-    :mod:`must.model.shared_prefix`: each turn attends to the prefix and to itself)."""
+def packed_attention(segments: list[list[tuple[int, int]]], length: int, dtype: torch.dtype = torch.float32
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row's turn spans: the additive ``(B, 1, L, L)`` mask under which each turn attends causally to the
+    shared prefix (before its first turn) and to itself, and the ``(B, L)`` position ids that restart every turn
+    right after the prefix — so a packed turn sees exactly what the same question alone would. Padding attends
+    to itself only."""
+    allowed = torch.zeros((len(segments), length, length), dtype=torch.bool)
     pos = torch.zeros((len(segments), length), dtype=torch.long)
+    causal = torch.ones((length, length), dtype=torch.bool).tril()
     for b, segs in enumerate(segments):
         prefix = segs[0][0]
+        allowed[b, :prefix, :prefix] = causal[:prefix, :prefix]
         pos[b, :prefix] = torch.arange(prefix)
         for s, e in segs:
+            allowed[b, s:e, :prefix] = True
+            allowed[b, s:e, s:e] = causal[: e - s, : e - s]
             pos[b, s:e] = torch.arange(prefix, prefix + e - s)
-    return pos
+        end = segs[-1][1]
+        allowed[b, end:, end:] = torch.eye(length - end, dtype=torch.bool)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    return mask.unsqueeze(1), pos
 
 
 class AudioCollator:
     """Right-pads a batch and attaches each row's encoder features as ``audio_features``; packed rows (with
-    ``segments``) get their ``turn_spans`` (:func:`~must.model.shared_prefix.turn_spans_of`) and position ids
-    (:func:`packed_positions`). ``asked_source``
+    ``segments``) get their block attention mask and position ids from :func:`packed_attention`. ``asked_source``
     labels are passed on when any row has a label."""
 
     def __init__(self, pad_id: int, features: dict[str, torch.Tensor]):
@@ -148,8 +155,7 @@ class AudioCollator:
         if bool((asked != NO_LABEL).any()):
             out["asked_source"] = asked
         if "segments" in batch[0]:
-            segments = [b["segments"] for b in batch]
-            out["turn_spans"], out["position_ids"] = turn_spans_of(segments), packed_positions(segments, n)
+            out["attention_mask"], out["position_ids"] = packed_attention([b["segments"] for b in batch], n)
         return out
 
 

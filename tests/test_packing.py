@@ -6,9 +6,7 @@ import torch
 from must.config import ConfigError, from_dict
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import TrainConfig
-from must.model import shared_prefix
-from must.model.shared_prefix import shared_prefix_attention, turn_spans_of
-from stages.sequences import AudioCollator, PackedTurnsDataset, asked_source, must_dataset, pack_turns, packed_positions
+from stages.sequences import AudioCollator, PackedTurnsDataset, asked_source, must_dataset, pack_turns, packed_attention
 
 QUESTIONS = ["When does the piano first start to play?", "When do the drums enter?"]
 
@@ -54,62 +52,18 @@ def test_pack_turns_groups_rows_of_one_prefix_in_order():
     assert {t[2] for p in packs for t in p["turns"]} == {(-100, None)}  # rows without "asked": no gate label
 
 
-def test_packed_positions_and_turn_spans_hand_checked():
-    # row 0: prefix 0-1, turn A 2-3, turn B 4, one pad at 5; row 1: prefix 0-2, turn 3-5
-    segments = [[(2, 4), (4, 5)], [(3, 6)]]
-    assert packed_positions(segments, 6).tolist() == [[0, 1, 2, 3, 2, 0], [0, 1, 2, 3, 4, 5]]
-    assert turn_spans_of(segments).tolist() == [[0, 2, 4], [0, 4, 5], [1, 3, 6]]
-    assert turn_spans_of([[(2, 2)]]).shape == (0, 3)  # an empty turn is no turn
-
-
-class _Heads(torch.nn.Module):
-    num_key_value_groups = 2  # two query heads per key/value head
-
-
-@pytest.mark.parametrize("turns_per_call", [1, 8])
-def test_shared_prefix_attention_matches_the_dense_block_mask(monkeypatch, turns_per_call):
-    monkeypatch.setattr(shared_prefix, "TURNS_PER_CALL", turns_per_call)  # one call per turn, or all turns in one
-    segments = [[(2, 4), (4, 5)], [(3, 6)]]
-    # who may attend to whom, written out by hand (row 0's pad at 5 sees itself only)
-    allowed = torch.tensor([[[1, 0, 0, 0, 0, 0],
-                             [1, 1, 0, 0, 0, 0],
-                             [1, 1, 1, 0, 0, 0],
-                             [1, 1, 1, 1, 0, 0],
-                             [1, 1, 0, 0, 1, 0],
-                             [0, 0, 0, 0, 0, 1]],
-                            [[1, 0, 0, 0, 0, 0],
-                             [1, 1, 0, 0, 0, 0],
-                             [1, 1, 1, 0, 0, 0],
-                             [1, 1, 1, 1, 0, 0],
-                             [1, 1, 1, 1, 1, 0],
-                             [1, 1, 1, 1, 1, 1]]], dtype=torch.bool)
-    torch.manual_seed(0)
-    q = torch.randn(2, 4, 6, 8, requires_grad=True)
-    k, v = torch.randn(2, 2, 6, 8, requires_grad=True), torch.randn(2, 2, 6, 8, requires_grad=True)
-    out, _ = shared_prefix_attention(_Heads(), q, k, v, None, scaling=0.3, turn_spans=turn_spans_of(segments))
-    ref = torch.nn.functional.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1),
-                                                           attn_mask=allowed[:, None], scale=0.3).transpose(1, 2)
-    assert out.shape == (2, 6, 4, 8)
-    assert torch.allclose(out, ref, atol=1e-6)
-    assert torch.allclose(out[0, 5], v[0, :, 5].repeat_interleave(2, 0))  # the pad: its own value
-    weights = torch.randn(out.shape)
-    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
-    for g, r in zip(grads, torch.autograd.grad((ref * weights).sum(), (q, k, v))):
-        assert torch.allclose(g, r, atol=1e-5)
-
-
-def test_packed_batches_refuse_an_attention_that_would_let_turns_see_each_other(tiny):
-    import copy
-
-    model, proc = tiny
-    eager = copy.deepcopy(model)
-    eager.model.language_model.config._attn_implementation = "eager"
-    items = [{"question": q, "instruction": "", "duration": 5.0, "heard": None, "target": proc.answer("0:01"), "track_id": "t"}
-             for q in QUESTIONS]
-    batch = AudioCollator(proc.tokenizer.pad_token_id, {"t": torch.randn(50, model.config.feature_dim)})(
-        [must_dataset(proc, items, turns=2)[0]])
-    with pytest.raises(ValueError, match="must_shared_prefix"):
-        eager(**batch)
+def test_packed_attention_hand_checked():
+    # prefix 0-1, turn A 2-3, turn B 4, one pad at 5
+    mask, pos = packed_attention([[(2, 4), (4, 5)]], 6)
+    allowed = (mask[0, 0] == 0).int().tolist()
+    assert allowed == [[1, 0, 0, 0, 0, 0],
+                       [1, 1, 0, 0, 0, 0],
+                       [1, 1, 1, 0, 0, 0],
+                       [1, 1, 1, 1, 0, 0],
+                       [1, 1, 0, 0, 1, 0],
+                       [0, 0, 0, 0, 0, 1]]
+    assert pos.tolist() == [[0, 1, 2, 3, 2, 0]]
+    assert mask.shape == (1, 1, 6, 6) and float(mask.min()) == torch.finfo(torch.float32).min
 
 
 def test_packed_sequence_gives_each_turn_the_logits_it_has_alone(tiny):
@@ -149,7 +103,7 @@ def test_packing_needs_audio_first_prompts(caplog):
 
 
 def test_packed_batch_runs_in_bfloat16(tiny):
-    """Audio features and time features meet bf16 activations in a packed batch (a GPU run's dtype)."""
+    """Audio features, time features and the float32 packed mask meet bf16 activations (a GPU run's dtype)."""
     import copy
 
     model, proc = tiny
@@ -161,6 +115,21 @@ def test_packed_batch_runs_in_bfloat16(tiny):
     with torch.no_grad():
         out = half(**batch)
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+
+
+def test_packed_batch_runs_under_bf16_autocast(tiny):
+    """float32 weights with bf16 matmuls (torch.autocast, e.g. DeepSpeed's torch_autocast): projected audio
+    comes out in bf16 and must still land in the float32 embeddings."""
+    model, proc = tiny
+    items = [{"question": q, "instruction": "", "duration": 5.0, "heard": None, "target": proc.answer("0:01"), "track_id": "t"}
+             for q in QUESTIONS]
+    batch = AudioCollator(proc.tokenizer.pad_token_id, {"t": torch.randn(50, model.config.feature_dim)})(
+        [must_dataset(proc, items, turns=2)[0]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**batch)
+    with torch.no_grad():
+        ref = model(**batch)
+    assert torch.isfinite(out.loss) and abs(float(out.loss) - float(ref.loss)) < 0.1 * float(ref.loss)
 
 
 def test_asked_source_names_the_one_source_a_question_asks_about():

@@ -32,7 +32,6 @@ from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, Llam
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from must.model.configuration import SIGNALS, MusTConfig
-from must.model.shared_prefix import SHARED_PREFIX_ATTENTION
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
 __all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals",
@@ -265,8 +264,6 @@ class MusTModel(MusTPreTrainedModel):
         self.source_moment = nn.Sequential(nn.Linear(3 * PER_SOURCE, MOMENT_DIM), nn.GELU())
         self.moment_embed = nn.Linear(MOMENT_DIM, hidden, bias=False)
         self.moment_embed.zero_init = True
-        # plain SDPA, except that packed training batches (``turn_spans``) skip the turn-to-turn products
-        config.text_config._attn_implementation = SHARED_PREFIX_ATTENTION
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
         # per batch row, (projected seconds, time keys, source keys, source moments) of the last prompt embedded:
@@ -430,9 +427,6 @@ class MusTModel(MusTPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
         cache = _cache_from(past_key_values, kwargs)
-        if kwargs.get("turn_spans") is not None and self.language_model.config._attn_implementation != SHARED_PREFIX_ATTENTION:
-            raise ValueError(f"packed batches (turn_spans) need the {SHARED_PREFIX_ATTENTION!r} attention implementation, "
-                             f"not {self.language_model.config._attn_implementation!r}")
         prompt_pass = inputs_embeds is None and not (cache is not None and cache.get_seq_length() > 0)
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids, audio_features, continuing=not prompt_pass)
