@@ -102,16 +102,21 @@ def test_packing_needs_audio_first_prompts(caplog):
     assert "one question per sequence" in caplog.text
 
 
+def _packed_batch(model, proc) -> dict:
+    """A one-row collated batch: both QUESTIONS packed after one 5 s prefix, random audio features."""
+    items = [{"question": q, "instruction": "", "duration": 5.0, "heard": None, "target": proc.answer("0:01"), "track_id": "t"}
+             for q in QUESTIONS]
+    return AudioCollator(proc.tokenizer.pad_token_id, {"t": torch.randn(50, model.config.feature_dim)})(
+        [must_dataset(proc, items, turns=2)[0]])
+
+
 def test_packed_batch_runs_in_bfloat16(tiny):
     """Audio features, time features and the float32 packed mask meet bf16 activations (a GPU run's dtype)."""
     import copy
 
     model, proc = tiny
     half = copy.deepcopy(model).to(torch.bfloat16)
-    items = [{"question": q, "instruction": "", "duration": 5.0, "heard": None, "target": proc.answer("0:01"), "track_id": "t"}
-             for q in QUESTIONS]
-    batch = AudioCollator(proc.tokenizer.pad_token_id, {"t": torch.randn(50, model.config.feature_dim)})(
-        [must_dataset(proc, items, turns=2)[0]])
+    batch = _packed_batch(model, proc)
     with torch.no_grad():
         out = half(**batch)
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
@@ -121,10 +126,7 @@ def test_packed_batch_runs_under_bf16_autocast(tiny):
     """float32 weights with bf16 matmuls (torch.autocast, e.g. DeepSpeed's torch_autocast): projected audio
     comes out in bf16 and must still land in the float32 embeddings."""
     model, proc = tiny
-    items = [{"question": q, "instruction": "", "duration": 5.0, "heard": None, "target": proc.answer("0:01"), "track_id": "t"}
-             for q in QUESTIONS]
-    batch = AudioCollator(proc.tokenizer.pad_token_id, {"t": torch.randn(50, model.config.feature_dim)})(
-        [must_dataset(proc, items, turns=2)[0]])
+    batch = _packed_batch(model, proc)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(**batch)
     with torch.no_grad():
