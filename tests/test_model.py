@@ -1,6 +1,7 @@
 """MusT-small: tokenizer time tokens, audio injection, generation, audio store, save/load (safetensors)."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -274,9 +275,9 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     model, proc = tiny
     feats = model.encode_audio(np.random.default_rng(3).normal(0, 0.1, 16000 * 6).astype(np.float32))
     q = "What happens at 0:03?\nA: The drums enter\nB: The piano enters\nC: The tempo speeds up\nD: No noticeable change"
-    items = [{"question": q, "duration": 6.0, "task": "LTR"}, {"question": "When does the piano first start to play?",
-                                                                "duration": 6.0, "task": "TSG"}]
-    ltr, tsg = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
+    items = [{"question": q, "duration": 6.0, "task": "LTR"}, {"question": "Describe the change at 0:03 in detail.",
+                                                                "duration": 6.0, "task": "TAD"}]
+    ltr, tad = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
     # the option whose description alone ("<description>.", letter left out) is most likely per token, written as
     # MusT was trained to answer, with that description's own letter
     texts = option_texts(q)
@@ -284,7 +285,23 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     assert len(set(np.round(scores, 4))) == 4  # the four options score differently
     best = list(texts)[int(np.argmax(scores))]
     assert ltr == f"{texts[best]}. Answer: {best}"
-    assert tsg == answer_batch(model, proc, items[1:], [feats], 24)[0]  # other tasks decode as before
+    assert tad == answer_batch(model, proc, items[1:], [feats], 24)[0]  # TAD decodes as before
+
+
+def test_constrained_writes_tsg_and_mtr_times_by_their_rules(tiny, monkeypatch):
+    from must.model.inference import answer_batch
+
+    model, proc = tiny
+    feats = model.encode_audio(np.random.default_rng(3).normal(0, 0.1, 16000 * 6).astype(np.float32))
+    items = [{"question": "When does the piano first start to play?", "duration": 6.0, "task": "TSG"},
+             {"question": "When is the music loudest?", "duration": 6.0, "task": "MTR"}]
+    monkeypatch.setattr(inference, "hit_window_second", lambda probs: 2)
+    monkeypatch.setattr(inference, "median_second", lambda probs: 4)
+    greedy = answer_batch(model, proc, items, [feats, feats], 24)
+    tsg, mtr = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
+    times = lambda text: re.findall(r"\d+:\d\d", text)
+    assert times(greedy[0]) and set(times(tsg)) == {"0:02"}  # the tiny model writes times; each is the rule's
+    assert times(greedy[1]) and set(times(mtr)) == {"0:04"}  # (this noise writes no "start - end" pair)
 
 
 def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypatch):
@@ -358,6 +375,46 @@ def test_distinct_times_forbid_a_written_time_and_its_neighbours():
     assert torch.isinf(out[0, [10, 11, 14, 15, 16]]).all()
     assert (out[0, [12, 13, 17, 30]] == 0).all() and (out[0, :10] == 0).all()
     assert (out[1] == 0).all()  # a row that is not GTO
+
+
+def test_hit_window_second_bets_on_the_window_with_the_most_probability():
+    from must.model.inference import hit_window_second
+
+    probs = torch.zeros(40)
+    probs[10] = 0.4  # the single most probable second
+    probs[30:34] = torch.tensor([0.1, 0.2, 0.2, 0.1])  # 0.6 within any 7-second window centred on 0:30-0:33
+    # windows centred on 30..33 all hold 0.6 (a tie): the most probable second among those centres, 0:31
+    assert hit_window_second(probs) == 31
+    assert hit_window_second(probs, window=0) == 10  # Hit@0 is the mode
+    peak = torch.zeros(40)
+    peak[[20, 21, 25]] = torch.tensor([0.9, 0.06, 0.04])  # windows 22 and 23 reach 1.0, 20 reaches 0.96
+    assert hit_window_second(peak) == 22  # 0.04 more than 0:20's window, beyond the tie margin
+    assert hit_window_second(peak, tie=0.05) == 20  # within it: the peak itself
+
+
+def test_median_second_splits_the_probability_in_half():
+    from must.model.inference import median_second
+
+    probs = torch.zeros(30)
+    probs[[5, 10, 20]] = torch.tensor([0.3, 0.3, 0.4])
+    assert median_second(probs) == 10  # P(<= 0:05) = 0.3, P(<= 0:10) = 0.6
+    assert median_second(torch.tensor([0.0, 0.5, 0.5])) == 1
+    assert median_second(torch.tensor([0.0, 0.0, 1.0])) == 2
+
+
+def test_time_choice_rewrites_only_a_time_the_model_was_about_to_write():
+    from must.model.inference import TimeChoice, median_second
+
+    cfg = MusTConfig(time_token_offset=10, max_seconds=20)
+    scores = torch.full((3, 40), -9.0)
+    scores[:, 10 + 4], scores[:, 10 + 8], scores[:, 10 + 9] = 2.0, 1.9, 1.9  # seconds 4 (mode), 8, 9
+    scores[1, 3] = 5.0  # row 1's next token is not a time
+    out = TimeChoice({0: median_second, 1: median_second}, cfg)(torch.zeros(3, 1, dtype=torch.long), scores.clone())
+    assert int(out[0].argmax()) == 10 + 8 and torch.isinf(out[0]).sum() == 39  # median of ~(0.36, 0.32, 0.32)
+    assert torch.equal(out[1], scores[1]) and torch.equal(out[2], scores[2])  # not a time; a row without a rule
+    scores[0, 10 + 8] = float("-inf")  # a second another processor forbade is never written
+    out = TimeChoice({0: lambda probs: 8}, cfg)(torch.zeros(3, 1, dtype=torch.long), scores.clone())
+    assert torch.equal(out[0], scores[0])
 
 
 def test_interval_end_is_written_after_its_start():

@@ -13,14 +13,17 @@ changes to order are different moments) and its letter is the ordering most prob
 distributions over each change's time (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
 default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
 README), falling back to the ordering its three written times imply (as in ``scored``). A small LM names the
-right change or the right times more often than it binds them to a letter.
+right change or the right times more often than it binds them to a letter. ``constrained`` also writes each time
+from the model's whole distribution over seconds rather than its single most probable second
+(:class:`TimeChoice`): a TSG time is the one most likely to score under Hit@3s (:func:`hit_window_second`), an MTR
+boundary the distribution's median (:func:`median_second`, the least expected error in seconds).
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -33,7 +36,8 @@ from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
 __all__ = ["answer_batch", "option_loglik", "order_from_times", "order_from_time_probs", "ordering_probability",
-           "written_time_probs", "IntervalEndAfterStart", "DistinctTimes", "CHOICE_MODES"]
+           "written_time_probs", "IntervalEndAfterStart", "DistinctTimes", "TimeChoice", "hit_window_second",
+           "median_second", "CHOICE_MODES"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
@@ -77,6 +81,45 @@ class DistinctTimes(LogitsProcessor):
         return scores
 
 
+def hit_window_second(probs: torch.Tensor, window: int = 3, tie: float = 0.005) -> int:
+    """The second ``t`` whose window ``[t - window, t + window]`` holds the most of ``probs`` (a distribution over
+    seconds 0, 1, …): the answer with the highest expected Hit@window. Windows within ``tie`` of the best are
+    taken as equal and the most probable second among their centres wins, so a clear peak is written as it is
+    rather than at an arbitrary shift inside the window."""
+    box = torch.ones(1, 1, 2 * window + 1, dtype=probs.dtype, device=probs.device)
+    mass = torch.nn.functional.conv1d(probs[None, None], box, padding=window)[0, 0]
+    best = mass >= mass.max() - tie
+    return int(torch.where(best, probs, torch.full_like(probs, -1.0)).argmax())
+
+
+def median_second(probs: torch.Tensor) -> int:
+    """The median of ``probs`` (a distribution over seconds 0, 1, …): the second with the least expected absolute
+    error."""
+    return min(int(torch.searchsorted(torch.cumsum(probs, 0), 0.5 * probs.sum())), len(probs) - 1)
+
+
+class TimeChoice(LogitsProcessor):
+    """For the batch rows in ``rules``, when the most probable next token is a time, write the second that the
+    row's rule picks from the model's distribution over seconds (the time tokens' scores, renormalised) instead
+    of the single most probable one."""
+
+    def __init__(self, rules: dict[int, Callable[[torch.Tensor], int]], config):
+        self.rules, self.config = rules, config
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        lo = self.config.time_token_offset
+        hi = lo + self.config.max_seconds + 1
+        for row, rule in self.rules.items():
+            if not lo <= int(scores[row].argmax()) < hi:
+                continue
+            second = rule(torch.softmax(scores[row, lo:hi].float(), -1))
+            if torch.isinf(scores[row, lo + second]):  # a second another processor forbade (e.g. an end before its start)
+                continue
+            scores[row] = float("-inf")
+            scores[row, lo + second] = 0.0
+        return scores
+
+
 @torch.no_grad()
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate") -> list[str]:
@@ -97,6 +140,9 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
     if choices == "constrained":
         gto = {k for k, i in enumerate(items) if i.get("task") == "GTO" and option_texts(i["question"])}
         processors.append(DistinctTimes(gto, model.config, n))
+        rules = {"TSG": hit_window_second, "MTR": median_second}
+        processors.append(TimeChoice({k: rules[i["task"]] for k, i in enumerate(items) if i.get("task") in rules},
+                                     model.config))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,
                          logits_processor=processors,

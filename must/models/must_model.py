@@ -14,8 +14,9 @@ class MusTAdapter(Model):
     """Greedy answers from a MusT checkpoint; audio features are computed once per track. ``choices="scored"``
     (``--model-args choices=scored``) picks LTR and GTO letters from what the model says it heard, and
     ``choices="constrained"`` holds LTR answers to an option's description and its letter and GTO answers to three
-    distinct times, lettered by their most probable ordering (:mod:`must.model.inference`); the default
-    ``generate`` takes the letter the model writes."""
+    distinct times, lettered by their most probable ordering, and writes TSG and MTR times from the model's whole
+    distribution over seconds (:mod:`must.model.inference`); the default ``generate`` takes the letter and the
+    times the model writes."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate"):
         import torch
