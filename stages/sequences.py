@@ -3,13 +3,14 @@ sequence or several packed after one shared audio prefix."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 import torch
 
 __all__ = ["PromptTargetDataset", "PackedTurnsDataset", "AudioCollator", "pack_turns", "packed_attention", "must_dataset",
-           "asked_source", "answer_source_labels"]
+           "asked_source", "answer_source_labels", "token_ids"]
 
 NO_LABEL = -100
 
@@ -19,10 +20,24 @@ def asked_source(question: str, sources: list[str]) -> int:
     (``acoustic_guitar`` read as "acoustic guitar"), ``len(sources)`` when it names none, and ``-100`` (no label)
     when it names several — multiple-choice questions list their options in the question."""
     text = question.lower()
-    named = [i for i, s in enumerate(sources) if re.search(rf"\b{re.escape(s.replace('_', ' ').lower())}\b", text)]
+    named = [i for i, (name, pattern) in enumerate(_source_patterns(tuple(sources))) if name in text and pattern.search(text)]
     if not named:
         return len(sources)
     return named[0] if len(named) == 1 else NO_LABEL
+
+
+@functools.lru_cache(maxsize=8)
+def _source_patterns(sources: tuple[str, ...]) -> list[tuple[str, re.Pattern]]:
+    """Each source's name as written and as a whole-word pattern, compiled once (stage 3 asks ~10^5 questions; the
+    plain substring test in :func:`asked_source` spares most of the regex searches)."""
+    names = [s.replace("_", " ").lower() for s in sources]
+    return [(name, re.compile(rf"\b{re.escape(name)}\b")) for name in names]
+
+
+def token_ids(tokenizer, texts: list[str]) -> dict[str, list[int]]:
+    """Each distinct text's token ids (no special tokens), from one batched tokenizer call."""
+    unique = list(dict.fromkeys(texts))
+    return dict(zip(unique, tokenizer(unique, add_special_tokens=False)["input_ids"])) if unique else {}
 
 
 def answer_source_labels(question: str, answer_tokens: list[str], sources: list[str]) -> list[int]:
@@ -44,15 +59,15 @@ class PromptTargetDataset(torch.utils.data.Dataset):
     label, :func:`asked_source`) and ``asked_answer`` (the target's, per token) also give ``asked_source``."""
 
     def __init__(self, rows: list[dict[str, Any]], tokenizer, max_length: int = 1024):
-        self.rows, self.tok, self.max_length = rows, tokenizer, max_length
+        self.rows, self.max_length = rows, max_length
+        self.ids = token_ids(tokenizer, [r[k] for r in rows for k in ("prompt", "target")])
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         r = self.rows[i]
-        p = self.tok(r["prompt"], add_special_tokens=False)["input_ids"]
-        t = self.tok(r["target"], add_special_tokens=False)["input_ids"]
+        p, t = self.ids[r["prompt"]], self.ids[r["target"]]
         ids = (p + t)[: self.max_length]
         labels = ([-100] * len(p) + t)[: self.max_length]
         item = {"input_ids": ids, "labels": labels, "track_id": r["track_id"]}
@@ -84,19 +99,19 @@ class PackedTurnsDataset(torch.utils.data.Dataset):
     question tokens its ``asked`` label and its answer tokens their ``asked_answer`` labels (the prefix: none)."""
 
     def __init__(self, packs: list[dict[str, Any]], tokenizer, max_length: int = 1024):
-        self.packs, self.tok, self.max_length = packs, tokenizer, max_length
+        self.packs, self.max_length = packs, max_length
+        self.ids = token_ids(tokenizer, [p["prefix"] for p in packs] + [text for p in packs for t in p["turns"] for text in t[:2]])
 
     def __len__(self) -> int:
         return len(self.packs)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         pack = self.packs[i]
-        ids = self.tok(pack["prefix"], add_special_tokens=False)["input_ids"]
+        ids = self.ids[pack["prefix"]]
         labels, segments = [-100] * len(ids), []
         asked = [NO_LABEL] * len(ids)
         for turn, target, (label, answer_labels) in pack["turns"]:
-            q = self.tok(turn, add_special_tokens=False)["input_ids"]
-            a = self.tok(target, add_special_tokens=False)["input_ids"]
+            q, a = self.ids[turn], self.ids[target]
             if segments and len(ids) + len(q) + len(a) > self.max_length:
                 break
             segments.append((len(ids), min(len(ids) + len(q) + len(a), self.max_length)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,9 +18,10 @@ SYSTEM = "You are an expert music listener."
 ASSISTANT_TURN = " <|im_end|> <|im_start|> assistant"  # ends the user turn, opens the answer
 
 
-def time_tokens(max_seconds: int) -> list[str]:
-    """``0:00``, ``0:01`` … one token per second up to ``max_seconds``."""
-    return [format_time(s) for s in range(max_seconds + 1)]
+@functools.lru_cache(maxsize=None)
+def time_tokens(max_seconds: int) -> tuple[str, ...]:
+    """``0:00``, ``0:01`` … one token per second up to ``max_seconds`` (cached: every prompt spells its audio span)."""
+    return tuple(format_time(s) for s in range(max_seconds + 1))
 
 
 class MusTProcessor:
