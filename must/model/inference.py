@@ -109,8 +109,9 @@ class TimeChoice(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         lo = self.config.time_token_offset
         hi = lo + self.config.max_seconds + 1
+        _, next_is_time = time_token_seconds(scores.argmax(-1), self.config)
         for row, rule in self.rules.items():
-            if not lo <= int(scores[row].argmax()) < hi:
+            if not bool(next_is_time[row]):
                 continue
             second = rule(torch.softmax(scores[row, lo:hi].float(), -1))
             if torch.isinf(scores[row, lo + second]):  # a second another processor forbade (e.g. an end before its start)
