@@ -111,6 +111,10 @@ class GRPOStage(LoopConfig):
     lora_r: int = 16
     lora_alpha: int = 32
     tasks: list[str] = field(default_factory=lambda: ["TSG", "MTR", "LTR", "GTO"])
+    # the benchmark split its prompts come from
+    split: str = "train"  # "train" or "val"
+    # MusT: sample under the constraints answers are written under (an interval's end after its start)
+    sample_in_answer_form: bool = True
     # modules trained fully beside the LoRA adapters (MusT: e.g. ``time_query``, the pointer's query, which decides
     # every written time; empty: the LM's LoRA adapters only)
     modules_to_save: list[str] = field(default_factory=list)
@@ -140,6 +144,8 @@ class TrainConfig:
             if stage.pack_turns > 1 and self.model.kind == "must" and not self.model.audio_first:
                 raise ValueError(f"{name}.pack_turns > 1 packs questions after one audio prefix: it needs "
                                  "model.audio_first true")
+        if self.stage4.split not in ("train", "val"):
+            raise ValueError(f"stage4.split: 'train' or 'val', got {self.stage4.split!r}")
         if self.model.kind != "must" and (self.model.audio_first or self.stage2.pack_turns > 1 or self.stage3.pack_turns > 1):
             # the same config serves both kinds; an hf audio-LM keeps its own chat template, one question per sequence
             logging.getLogger(__name__).warning("model.audio_first and stage2/3.pack_turns shape MusT's prompts; "

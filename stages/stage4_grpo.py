@@ -16,6 +16,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from must.model.heard import heard_for
+from must.model.inference import answer_form_processors
 from rewards import build_reward_funcs, load_reward_config
 from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
                            rank_world, resume_point, stage_dir, trainer_kwargs)
@@ -23,7 +24,7 @@ from stages.config import TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced
 
-__all__ = ["GRPOStageRecipe", "score_with_full_logits"]
+__all__ = ["GRPOStageRecipe", "score_with_full_logits", "sample_in_answer_form"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,22 @@ def score_with_full_logits(model, temperature: float) -> None:
     model.forward = types.MethodType(forward, model)
 
 
+def sample_in_answer_form(model, tokenizer) -> None:
+    """Make GRPO sample under the constraints the model answers under (:func:`answer_form_processors`). Unconstrained,
+    a sampled MTR end before its start is unparsable and scores 0, so the policy learned to start intervals at 0:00,
+    where every end is valid — wide intervals that the constrained greedy answer then inherits."""
+    original = type(model).generate
+
+    @functools.wraps(original)
+    def generate(self, *args, logits_processor=None, **kwargs):
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        processors = answer_form_processors(self, tokenizer, ids.shape[1])
+        processors.extend(logits_processor or [])
+        return original(self, *args, logits_processor=processors, **kwargs)
+
+    model.generate = types.MethodType(generate, model)
+
+
 class GRPOStageRecipe:
     """setup → train → save_checkpoint → cleanup."""
 
@@ -65,7 +82,7 @@ class GRPOStageRecipe:
         self.kind = cfg.model.kind
 
     def _prompts(self, model, examples: list[dict]) -> tuple[list[str], object]:
-        tracks = self.data.tracks("train")
+        tracks = self.data.tracks(self.cfg.stage4.split)
         keys = {tid: k for k, tid in enumerate(tracks.track_id)}
         if self.kind == "must":
             feats = self.data.features(model, features_tag(model), tracks, *rank_world())
@@ -96,7 +113,7 @@ class GRPOStageRecipe:
         freeze_audio_encoder(self.kind, model)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
         st = self.cfg.stage4
-        examples = balanced(self.data.examples("train", st.tasks), self.cfg.seed)
+        examples = balanced(self.data.examples(st.split, st.tasks), self.cfg.seed)
         prompts, tok = self._prompts(model, examples)
         rows = [{"prompt": p, **{k: e[k] for k in ("task", "answer", "answers", "duration", "question", "qa_type")}}
                 for p, e in zip(prompts, examples)]
@@ -111,6 +128,8 @@ class GRPOStageRecipe:
                                    callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 4)])
         if self.kind == "must":
             score_with_full_logits(self.trainer.model.get_base_model(), st.temperature)
+            if st.sample_in_answer_form:
+                sample_in_answer_form(self.trainer.model.get_base_model(), tok)
 
     def train(self) -> None:
         """Train (resuming from the last checkpoint if one exists)."""

@@ -155,6 +155,14 @@ def test_generate_and_store_and_round_trip(tiny, tmp_path):
     enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 8.0)], return_tensors="pt")
     g1 = model.generate(**enc, audio_features=[feats], max_new_tokens=4, do_sample=False)
     assert g1.shape[1] == enc["input_ids"].shape[1] + 4
+    # several answers per prompt (sampling, beams) read the prompt's audio in every row
+    three = model.generate(**enc, audio_features=[feats], max_new_tokens=1, do_sample=True, num_return_sequences=3,
+                           output_logits=True, return_dict_in_generate=True).logits[0]
+    heard, silent = (model(**enc, audio_features=[f]).logits[0, -1] for f in (feats, torch.zeros_like(feats)))
+    assert not torch.allclose(heard, silent, atol=1e-4)
+    assert all(torch.allclose(row, heard, atol=1e-5) for row in three)
+    with pytest.raises(ValueError, match="2 rows for a batch of 1"):
+        model(**enc, audio_features=[feats, feats])
     model.audio_store[17] = feats
     keyed = proc.tokenizer([proc.prompt("When does the piano first start to play?", 8.0, key=17)], return_tensors="pt")
     other = proc.tokenizer([proc.prompt("When does the piano first start to play?", 8.0, key=18)], return_tensors="pt")
@@ -482,6 +490,48 @@ def test_grpo_scores_completions_with_the_pointer(tiny):
     assert not torch.allclose(trl_only[answer], want[answer], atol=1e-3)  # the time token without its pointer term
     plain = torch.log_softmax(model(**enc).logits[:, :-1].float() / 0.7, -1).gather(-1, ids[:, 1:, None])[..., 0]
     assert torch.allclose(plain, want, atol=1e-5)  # calls without fused_lm_head (generation) are the model's own
+
+
+def test_grpo_samples_interval_ends_after_their_start(tiny):
+    """Stage 4 samples under the answer constraints: after a sampled "0:30 -" no end at or before 0:30."""
+    import copy
+
+    from transformers import LogitsProcessor
+
+    from stages.stage4_grpo import sample_in_answer_form
+
+    model, proc = copy.deepcopy(tiny[0]), tiny[1]
+    tok, off = proc.tokenizer, model.config.time_token_offset
+    dash = tok.convert_tokens_to_ids("-")
+    assert dash != tok.unk_token_id
+
+    class Script(LogitsProcessor):  # writes "0:30 -", then leaves only time tokens to sample from
+        def __init__(self, n):
+            self.n = n
+
+        def __call__(self, input_ids, scores):
+            step, keep = input_ids.shape[1] - self.n, torch.zeros_like(scores, dtype=torch.bool)
+            if step == 0:
+                keep[:, off + 30] = True
+            elif step == 1:
+                keep[:, dash] = True
+            else:
+                keep[:, off : off + model.config.max_seconds + 1] = True
+            return scores.masked_fill(~keep, float("-inf"))
+
+    enc = tok([proc.prompt("When is the music at its most intense?", 120.0)], return_tensors="pt")
+    n = enc["input_ids"].shape[1]
+    torch.manual_seed(0)
+
+    def ends():
+        out = model.generate(**enc, audio_features=[torch.zeros(1200, model.config.feature_dim)], do_sample=True,
+                             max_new_tokens=3, num_return_sequences=64, logits_processor=[Script(n)])
+        assert (out[:, n] == off + 30).all() and (out[:, n + 1] == dash).all()
+        return out[:, n + 2] - off
+
+    assert (ends() <= 30).any()  # unconstrained: a quarter of the seconds end the interval before it starts
+    sample_in_answer_form(model, tok)
+    assert (ends() > 30).all()
 
 
 def test_per_source_lays_out_each_sources_own_columns():

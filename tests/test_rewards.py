@@ -21,10 +21,10 @@ ROW = {"TSG": dict(answer="1:05", answers=["1:05"], duration=200.0, question="Wh
        "TAD": dict(answer="The drums enter.", answers=["The drums enter."], duration=60.0, question="Describe …")}
 
 
-def call(name, completions, task, **over):
+def call(name, completions, task, params=None, **over):
     row = {**ROW[task], **over}
     n = len(completions)
-    return REWARDS[name](completions, task=[task] * n, **{k: [v] * n for k, v in row.items()},
+    return make_reward(name, **(params or {}))(completions, task=[task] * n, **{k: [v] * n for k, v in row.items()},
                          **{k: (v * n if isinstance(v, list) else v) for k, v in TRL_EXTRAS.items()})
 
 
@@ -91,6 +91,26 @@ def test_interval_rewards_by_hand():
     near = call("interval_soft_iou", ["0:21-0:31"], "MTR")[0]
     assert 0 < near < 0.2 and call("interval_iou", ["0:21-0:31"], "MTR") == [0.0]
     assert call("interval_soft_iou", ["0:10-0:20"], "MTR") == [pytest.approx(1.0)]
+
+
+def test_interval_boundary_by_hand():
+    e = math.exp
+    # exact; start 5 s late (end exact); whole track: start 10 s and end 40 s off; garbage
+    assert call("interval_boundary", ["0:10-0:20", "0:15-0:20", "0:00-1:00", "soon"], "MTR") == [
+        1.0, pytest.approx((e(-1) + 1) / 2), pytest.approx((e(-2) + e(-8)) / 2), 0.0]
+    # a boundary's score ignores the other boundary: widening past the reference only costs
+    assert call("interval_boundary", ["0:12-0:20", "0:12-0:30"], "MTR", dict(tau=2.0)) == [
+        pytest.approx((e(-1) + 1) / 2), pytest.approx((e(-1) + e(-5)) / 2)]
+    two = dict(answer="0:10-0:20, 0:40-0:50", answers=["0:10-0:20", "0:40-0:50"])
+    # listed in either order, matched one-to-one; one of two intervals earns half
+    assert call("interval_boundary", ["0:40-0:50, 0:10-0:20", "0:40-0:50"], "MTR", **two) == [1.0, 0.5]
+    # an extra interval costs its share
+    assert call("interval_boundary", ["0:10-0:20, 0:40-0:50"], "MTR") == [0.5]
+    # linear kernel: 1 − |Δ|/τ per boundary, 0 beyond τ
+    assert call("interval_boundary", ["0:15-0:20", "0:00-1:00"], "MTR", dict(kernel="linear", tau=20.0)) == [
+        pytest.approx((0.75 + 1) / 2), pytest.approx((0.5 + 0) / 2)]
+    with pytest.raises(ValueError, match="kernel"):
+        call("interval_boundary", ["0:10-0:20"], "MTR", dict(kernel="box"))
 
 
 def test_choice_and_text_rewards():

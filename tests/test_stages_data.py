@@ -191,3 +191,17 @@ def test_encoder_crops_read_the_cached_log_mel_as_the_encoder_would_transform_th
     assert float(item["offset"]) == 0.0 and item["mel"].shape == (64, 601)
     assert torch.all(item["mel"][:, 501:] == LOG_MEL_FLOOR) and torch.all(item["mel"][:, :501] > LOG_MEL_FLOOR)
     assert item["mask"].sum() == 100
+
+
+def test_grpo_prompts_come_from_train_or_val():
+    import pytest
+
+    from must.config import ConfigError, load_config
+    from stages.config import TrainConfig
+    from tests.conftest import ROOT
+
+    smoke = ROOT / "configs" / "stages" / "smoke.yaml"
+    assert load_config(TrainConfig, smoke, []).stage4.split == "train"
+    assert load_config(TrainConfig, smoke, ["stage4.split=val"]).stage4.split == "val"
+    with pytest.raises(ConfigError, match="stage4.split: 'train' or 'val'"):
+        load_config(TrainConfig, smoke, ["stage4.split=test"])

@@ -36,7 +36,7 @@ from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
 __all__ = ["answer_batch", "option_loglik", "order_from_times", "order_from_time_probs", "ordering_probability",
-           "written_time_probs", "IntervalEndAfterStart", "DistinctTimes", "TimeChoice", "hit_window_second",
+           "written_time_probs", "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "TimeChoice", "hit_window_second",
            "median_second", "CHOICE_MODES"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
@@ -122,6 +122,15 @@ class TimeChoice(LogitsProcessor):
 
 
 @torch.no_grad()
+def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProcessorList:
+    """The constraints every MusT answer is written under, greedy or sampled: an interval's end after its start."""
+    dash = tokenizer.convert_tokens_to_ids("-")
+    if dash == tokenizer.unk_token_id:
+        return LogitsProcessorList()
+    return LogitsProcessorList([IntervalEndAfterStart(model.config.time_token_offset, model.config.max_seconds, dash,
+                                                      prompt_length)])
+
+
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate") -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
@@ -134,10 +143,8 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
     prompts = [processor.prompt(i["question"], i["duration"], i.get("instruction", ""), heard=heard_for(model, f))
                for i, f in zip(items, features)]
     enc = tok(prompts, return_tensors="pt", padding=True)
-    dash = tok.convert_tokens_to_ids("-")
     n = enc["input_ids"].shape[1]
-    processors = LogitsProcessorList([IntervalEndAfterStart(model.config.time_token_offset, model.config.max_seconds, dash, n)]
-                                     if dash != tok.unk_token_id else [])
+    processors = answer_form_processors(model, tok, n)
     if choices == "constrained":
         gto = {k for k, i in enumerate(items) if i.get("task") == "GTO" and option_texts(i["question"])}
         processors.append(DistinctTimes(gto, model.config, n))

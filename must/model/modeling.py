@@ -344,9 +344,10 @@ class MusTModel(MusTPreTrainedModel):
             emb = emb.clone()
             emb[is_time] = emb[is_time] + self.time_embed(torch.cat([time_features(t), (t / cfg.max_seconds).unsqueeze(-1)], -1).to(emb.dtype))
         if not continuing:
+            if audio_features is not None and len(audio_features) != input_ids.shape[0]:
+                raise ValueError(f"audio_features has {len(audio_features)} rows for a batch of {input_ids.shape[0]}")
             self.audio_positions = [self._span_positions(input_ids[b]) for b in range(input_ids.shape[0])]
-            self.audio_cache = [self._row_audio(input_ids[b].tolist(), audio_features[b] if audio_features is not None
-                                                and b < len(audio_features) else None, emb)
+            self.audio_cache = [self._row_audio(input_ids[b].tolist(), None if audio_features is None else audio_features[b], emb)
                                 for b in range(input_ids.shape[0])]
         self.asked = [self._asked_row(input_ids[b], b, continuing) for b in range(input_ids.shape[0])]
         rows = []
@@ -586,6 +587,15 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
             row[ok.nonzero()[:, :1], ids[valid]] += bonus[:, valid]
             rows.append(row)
         return torch.stack(rows)
+
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None,
+                                      **model_kwargs):
+        """Repeat each row's audio features with its row (``num_return_sequences``, beams): transformers expands
+        only tensors, and ``audio_features`` is a list of per-track tensors."""
+        feats = model_kwargs.get("audio_features")
+        if expand_size > 1 and isinstance(feats, (list, tuple)):
+            model_kwargs["audio_features"] = [f for f in feats for _ in range(expand_size)]
+        return super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, audio_features=None, **kwargs):
         cache = _cache_from(past_key_values, kwargs)
