@@ -40,3 +40,21 @@ def test_ltr_readout_scores_clauses_from_the_heads_at_the_asked_second():
     assert clause_evidence("No noticeable change", 2, ev, sources) is None
     with pytest.raises(ValueError, match="unrecognised"):
         clause_evidence("the harp enters", 2, ev, sources)
+
+
+def test_grpo_group_advantages_and_their_summary_by_hand():
+    import pandas as pd
+    import pytest
+
+    from benchmarks.grpo_groups import advantage_summary, group_advantages
+
+    # mean 0.5, std with Bessel's correction sqrt(1/3)
+    assert group_advantages([1.0, 0.0, 0.0, 1.0]) == pytest.approx([0.5 / (3 ** -0.5 + 1e-4) * s for s in (1, -1, -1, 1)])
+    assert group_advantages([0.3, 0.3]) == pytest.approx([0.0, 0.0])  # a dead group
+    with pytest.raises(ValueError, match="at least two"):
+        group_advantages([1.0])
+    samples = pd.DataFrame({"question": ["q"] * 4, "start": [0.0, 10.0, 20.0, 0.0], "width": [30.0, 5.0, 20.0, 10.0],
+                            "adv iou": [1.0, -1.0, -0.5, 0.5]})
+    # starts at 0:00: (1 + 0.5) / 2; wider than the median width 15 s: 30 s and 20 s → (1 − 0.5) / 2
+    assert advantage_summary(samples, "iou") == {"start 0:00": 0.75, "other starts": -0.75,
+                                                 "wider than group median": 0.25, "not wider": -0.25}

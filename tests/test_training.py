@@ -149,3 +149,12 @@ def test_heard_events_in_the_prompt_through_stages_2_to_4(smoke_run, tmp_path):
                      "--no-progress", "--tasks", "TSG,MTR", "--limit", "2"]) == 0
     rows = [json.loads(x) for x in (tmp_path / "heard" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and not any(r["error"] for r in rows)
+
+
+def test_grpo_group_diagnostic_runs_on_a_trained_checkpoint(smoke_run):
+    from benchmarks.grpo_groups import REWARD_SPECS, run
+
+    out = run(str(smoke_run / "stage4_grpo" / "final"), str(smoke_run.parent / "bench"), split="val", limit=2, group=3)
+    assert out["questions"] == 2 and 0 <= out["sample IoU"] <= 100 and 0 <= out["greedy IoU"] <= 100
+    assert set(out["mean advantage"]) == set(REWARD_SPECS)
+    assert all(0 <= v <= 1 for v in out["share starting at 0:00"].values())
