@@ -36,6 +36,11 @@ def _prepare(completions, kwargs: dict):
     return rows
 
 
+def _score_rows(completions, kwargs: dict, score) -> list[float | None]:
+    """``score(reference, predicted, duration)`` on each MTR row: ``None`` off MTR, 0 for an unparsed answer."""
+    return [None if r is None else (float(score(*r)) if r[1] else 0.0) for r in _prepare(completions, kwargs)]
+
+
 def _single_iou(rows) -> dict[int, float]:
     idx = [i for i, r in enumerate(rows) if r and r[1] is not None and len(r[0]) == 1 and len(r[1]) == 1]
     if not idx:
@@ -66,13 +71,7 @@ def interval_iou(completions, **kwargs) -> list[float | None]:
 @register_reward("interval_f1")
 def interval_f1(completions, *, thresholds: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7), **kwargs) -> list[float | None]:
     """Soft F1 over several intervals: segment F1 averaged over IoU thresholds (the benchmark's MTR F1)."""
-    out: list[float | None] = []
-    for r in _prepare(completions, kwargs):
-        if r is None:
-            out.append(None)
-        else:
-            out.append(segment_f1(r[0], np.array(r[1])) if r[1] else 0.0)
-    return out
+    return _score_rows(completions, kwargs, lambda ref, est, _: segment_f1(ref, np.array(est), thresholds))
 
 
 @register_reward("interval_tiou")
@@ -106,20 +105,14 @@ def _soft_mask(intervals, grid: np.ndarray, width: float) -> np.ndarray:
 @register_reward("interval_soft_iou")
 def interval_soft_iou(completions, *, width: float = 4.0, step: float = 0.25, **kwargs) -> list[float | None]:
     """IoU of boundary-smoothed memberships (linear ramps ``width`` s wide): near-misses earn partial credit."""
-    out: list[float | None] = []
-    for r in _prepare(completions, kwargs):
-        if r is None:
-            out.append(None)
-            continue
-        if not r[1]:
-            out.append(0.0)
-            continue
-        end = max([e for _, e in r[0]] + [e for _, e in r[1]] + [r[2] or 0.0]) + width
-        grid = np.arange(0.0, end, step)
-        a, b = _soft_mask(r[0], grid, width), _soft_mask(r[1], grid, width)
+
+    def score(ref, est, duration) -> float:
+        grid = np.arange(0.0, max([e for _, e in ref] + [e for _, e in est] + [duration or 0.0]) + width, step)
+        a, b = _soft_mask(ref, grid, width), _soft_mask(est, grid, width)
         union = np.maximum(a, b).sum()
-        out.append(float(np.minimum(a, b).sum() / union) if union > 0 else 0.0)
-    return out
+        return np.minimum(a, b).sum() / union if union > 0 else 0.0
+
+    return _score_rows(completions, kwargs, score)
 
 
 @register_reward("interval_boundary")
@@ -129,25 +122,20 @@ def interval_boundary(completions, *, tau: float = 5.0, kernel: str = "exp", **k
 
     The matching minimises the summed boundary distance; the matched pairs' mean boundary score is divided
     by the larger of the two interval counts, so a missing or extra interval costs its share. Unlike IoU,
-    a boundary's reward does not depend on where the other one is, so a policy unsure of the region gains
-    nothing by widening it (GRPO on IoU learns to hedge with wide intervals). Under uncertainty the
-    expected ``exp`` reward peaks near the most probable second (for small τ), the ``linear`` one at the
-    median (within τ): the decision the scorer's IoU rewards more often (README, MTR's median boundary).
+    a boundary's reward does not depend on where the other one is, so widening an interval earns nothing
+    by itself. Under uncertainty the expected ``exp`` reward peaks near the most probable second (for
+    small τ), the ``linear`` one at the median (within τ) — the boundary rule ``choices=constrained``
+    writes because it scores best (README).
     """
     if kernel not in ("exp", "linear"):
         raise ValueError(f"kernel must be 'exp' or 'linear', got {kernel!r}")
-    out: list[float | None] = []
-    for r in _prepare(completions, kwargs):
-        if r is None:
-            out.append(None)
-            continue
-        if not r[1]:
-            out.append(0.0)
-            continue
-        ref, est = np.asarray(r[0], dtype=float), np.asarray(r[1], dtype=float)
+
+    def score(ref, est, _) -> float:
+        ref, est = np.asarray(ref, dtype=float), np.asarray(est, dtype=float)
         dist = np.abs(ref[:, None, :] - est[None, :, :])  # (n_ref, n_est, {start, end})
         rows, cols = linear_sum_assignment(dist.sum(axis=2))
         d = dist[rows, cols] / tau
-        score = (np.exp(-d) if kernel == "exp" else np.clip(1 - d, 0, None)).mean(axis=1).sum()
-        out.append(float(score / max(len(ref), len(est))))
-    return out
+        per_pair = (np.exp(-d) if kernel == "exp" else np.clip(1 - d, 0, None)).mean(axis=1)
+        return per_pair.sum() / max(len(ref), len(est))
+
+    return _score_rows(completions, kwargs, score)

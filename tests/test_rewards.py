@@ -85,6 +85,9 @@ def test_interval_rewards_by_hand():
     assert call("interval_iou", ["0:10-9:00"], "MTR") == [pytest.approx(10 / 50)]
     two = dict(answer="0:10-0:20, 0:40-0:50", answers=["0:10-0:20", "0:40-0:50"])
     assert call("interval_f1", ["0:10-0:20"], "MTR", **two) == [pytest.approx(2 / 3)]
+    # IoU 0.6 passes the thresholds 0.1, 0.3, 0.5, not 0.7; the thresholds are the reward's parameter
+    assert call("interval_f1", ["0:10-0:16"], "MTR") == [pytest.approx(0.75)]
+    assert call("interval_f1", ["0:10-0:16"], "MTR", dict(thresholds=(0.7,))) == [0.0]
     assert call("interval_iou", ["0:10-0:20 and 0:40-0:50"], "MTR", **two) == [1.0]
     # tIoU: whole track IoU 1/6, times (1 - 10/60) * (1 - 40/60)
     assert call("interval_tiou", ["0:00-1:00"], "MTR") == [pytest.approx((10 / 60) * (5 / 6) * (1 / 3))]
