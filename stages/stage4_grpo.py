@@ -59,9 +59,9 @@ def score_with_full_logits(model, temperature: float) -> None:
 
 
 def sample_in_answer_form(model, tokenizer) -> None:
-    """Make GRPO sample under the constraints the model answers under (:func:`answer_form_processors`). Unconstrained,
-    a sampled MTR end before its start is unparsable and scores 0, so the policy learned to start intervals at 0:00,
-    where every end is valid — wide intervals that the constrained greedy answer then inherits."""
+    """Make GRPO sample under the constraints the model answers under (:func:`answer_form_processors`): unconstrained,
+    a sampled MTR end before its start is an unparsable answer (reward 0) of a kind the model never writes when it
+    answers (7.8 % of the sampled TSG/MTR answers over 200 steps from f26's SFT; 0.1 % with the constraint)."""
     original = type(model).generate
 
     @functools.wraps(original)

@@ -296,6 +296,22 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     assert tad == answer_batch(model, proc, items[1:], [feats], 24)[0]  # TAD decodes as before
 
 
+def test_answers_are_written_without_autograd(tiny, monkeypatch):
+    from must.model.inference import answer_batch
+
+    model, proc = tiny
+    grad_enabled, generate = [], model.generate
+
+    def spy(*args, **kwargs):
+        grad_enabled.append(torch.is_grad_enabled())
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    feats = torch.zeros(60, model.config.feature_dim)
+    answer_batch(model, proc, [{"question": "When is the music loudest?", "duration": 6.0, "task": "MTR"}], [feats], 2)
+    assert grad_enabled == [False]
+
+
 def test_constrained_writes_tsg_and_mtr_times_by_their_rules(tiny, monkeypatch):
     from must.model.inference import answer_batch
 

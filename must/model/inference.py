@@ -36,8 +36,8 @@ from must.model.processing import MusTProcessor
 from must.timecode import parse_time
 
 __all__ = ["answer_batch", "option_loglik", "order_from_times", "order_from_time_probs", "ordering_probability",
-           "written_time_probs", "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "TimeChoice", "hit_window_second",
-           "median_second", "CHOICE_MODES"]
+           "written_time_probs", "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "TimeChoice",
+           "hit_window_second", "median_second", "CHOICE_MODES"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
@@ -121,7 +121,6 @@ class TimeChoice(LogitsProcessor):
         return scores
 
 
-@torch.no_grad()
 def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProcessorList:
     """The constraints every MusT answer is written under, greedy or sampled: an interval's end after its start."""
     dash = tokenizer.convert_tokens_to_ids("-")
@@ -131,6 +130,7 @@ def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProces
                                                       prompt_length)])
 
 
+@torch.no_grad()
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate") -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
