@@ -92,7 +92,8 @@ def run(checkpoint: str, bench: str, split: str = "val", limit: int = 100, group
             start, width = _covered(text)
             rows.append({"question": item["id"], "start": start, "width": width, "iou": scores["iou"][j],
                          **{f"adv {k}": a[j] for k, a in advs.items()}})
-        greedy.append({"iou": scores["iou"][group], "width": _covered(texts[group])[1], "start": _covered(texts[group])[0]})
+        start, width = _covered(texts[group])
+        greedy.append({"iou": scores["iou"][group], "width": width, "start": start})
     samples, best = pd.DataFrame(rows), pd.DataFrame(greedy)
     ref = [_covered(a) for a in items.answer]
     return {"checkpoint": checkpoint, "split": split, "questions": len(items), "group": group, "temperature": temperature,
