@@ -125,7 +125,7 @@ def interval_boundary(completions, *, tau: float = 5.0, kernel: str = "exp", **k
     a boundary's reward does not depend on where the other one is, so widening an interval earns nothing
     by itself. Under uncertainty the expected ``exp`` reward peaks near the most probable second (for
     small τ), the ``linear`` one at the median (within τ) — the boundary rule ``choices=constrained``
-    writes because it scores best (README).
+    writes because it scores best (docs/training-log.md).
     """
     if kernel not in ("exp", "linear"):
         raise ValueError(f"kernel must be 'exp' or 'linear', got {kernel!r}")

@@ -12,7 +12,7 @@ Read by rules (``heard:CHECKPOINT``, :mod:`must.models.heard_model`) these event
 3 s for 69 % of the test's TSG onset questions and order GTO's changes 46 % of the time, where the LM reading the
 same heads through attention reaches 42 % and 12–18 %. Put in the prompt (``MusTConfig.heard_events``) in the hope
 that the LM would copy what it can read, they did not help MusT-small's 4-layer LM, which did not copy them
-(README, rows ⁷); the option is off by default.
+(docs/training-log.md, rows ⁷); the option is off by default.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ change"); a GTO answer may not time two of its changes within a second of each o
 changes to order are different moments) and its letter is the ordering most probable under the model's own
 distributions over each change's time (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
 default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
-README), falling back to the ordering its three written times imply (as in ``scored``). A small LM names the
+docs/training-log.md), falling back to the ordering its three written times imply (as in ``scored``). A small LM names the
 right change or the right times more often than it binds them to a letter. ``constrained`` also writes each time
 from the model's whole distribution over seconds rather than its single most probable second
 (:class:`TimeChoice`): a TSG time is the one most likely to score under Hit@3s (:func:`hit_window_second`), an MTR
