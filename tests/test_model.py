@@ -35,6 +35,14 @@ def test_time_tokens_are_single_contiguous_tokens(tiny):
     assert len(ids["digit_token_ids"]) == 10 and len(set(ids["digit_token_ids"])) == 10
 
 
+def test_decode_rejoins_underscored_names():
+    proc = MusTProcessor.build(["Which instrument comes in first? electric_bass", "the acoustic guitar enters"], max_seconds=60)
+    ids = proc.tokenizer("electric_bass", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 3  # the word-level tokenizer splits the underscore off
+    assert proc.decode(ids) == "electric_bass"
+    assert proc.decode(proc.tokenizer("the acoustic guitar enters at 0:12")["input_ids"]) == "the acoustic guitar enters at 0:12"
+
+
 def test_encoder_frame_rate_and_time_features(tiny):
     model, _ = tiny
     feats = model.encode_audio(np.zeros(16000 * 12, np.float32))

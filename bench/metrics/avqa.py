@@ -4,7 +4,8 @@ Conventions
 -----------
 - Answers are normalised to the 42-word MUSIC-AVQA answer vocabulary (:data:`VOCAB`): lower-case,
   punctuation dropped, digits and number words → ``zero``…``ten``, numbers above ten → ``more than ten``,
-  instrument names in MUSIC-AVQA spelling (``acoustic guitar`` → ``acoustic_guitar``, ``drums`` → ``drum``).
+  instrument names in MUSIC-AVQA spelling (``acoustic guitar`` / ``acoustic _ guitar`` → ``acoustic_guitar``,
+  ``drums`` → ``drum``).
   A free-form answer maps to the vocabulary word it starts with, else the first vocabulary word it
   contains; none → unparsed (wrong).
 - Buckets are the nine question types of the official test script, keyed ``"<Modality> <Type>"``
@@ -64,7 +65,8 @@ def _digits_to_words(text: str) -> str:
 def normalize_answer(text) -> Parsed:
     """Map a free-form answer to a MUSIC-AVQA vocabulary word (``Parsed(None, "unparsed")`` if none)."""
     s = _digits_to_words(clean_text(text).lower().strip())
-    s = re.sub(r"[^a-z0-9_ ]+", " ", s)
+    # underscores separate words like spaces: word-level tokenizers decode ``electric_bass`` as ``electric _ bass``
+    s = re.sub(r"[^a-z0-9 ]+", " ", s)
     s = re.sub(r"\s+", " ", s).strip()
     if not s:
         return Parsed(None, "unparsed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -110,8 +111,8 @@ class MusTProcessor:
         return f" {text} <|im_end|>"
 
     def decode(self, ids) -> str:
-        """Generated ids → text (time tokens read as ``M:SS``)."""
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        """Generated ids → text (time tokens read as ``M:SS``; ``electric _ bass`` rejoined as ``electric_bass``)."""
+        return re.sub(r"(?<=\w) _ (?=\w)", "_", self.tokenizer.decode(ids, skip_special_tokens=True).strip())
 
     def load_audio(self, path: str) -> np.ndarray:
         """Audio as 16 kHz mono float32."""
