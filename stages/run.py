@@ -61,6 +61,15 @@ def die_with_launcher() -> None:
         os._exit(1)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: ``taskset``, a SLURM or container cpuset), not the
+    machine's count — threads beyond them only wait for each other."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, configure threads and logging, run."""
     die_with_launcher()
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rank, world = rank_world()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format=f"[rank {rank}] %(message)s")
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+    torch.set_num_threads(max(1, usable_cpus() // world))
     if world > 1 and not torch.distributed.is_initialized():
         import deepspeed
 

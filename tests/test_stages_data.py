@@ -2,8 +2,10 @@
 
 import itertools
 import json
+import os
 
 import numpy as np
+import pytest
 
 from must.annotation import Event, Rhythm, Source, TrackAnnotation
 from stages.data import caption, event_caption, frame_targets, source_prevalence
@@ -205,3 +207,16 @@ def test_grpo_prompts_come_from_train_or_val():
     assert load_config(TrainConfig, smoke, ["stage4.split=val"]).stage4.split == "val"
     with pytest.raises(ConfigError, match="stage4.split: 'train' or 'val'"):
         load_config(TrainConfig, smoke, ["stage4.split=test"])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity API")
+def test_usable_cpus_follows_the_affinity_mask():
+    from stages.run import usable_cpus
+
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})  # as `taskset -c 0` or a one-CPU SLURM allocation would
+        assert usable_cpus() == 1
+    finally:
+        os.sched_setaffinity(0, before)
+    assert usable_cpus() == len(before)
