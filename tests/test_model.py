@@ -722,3 +722,14 @@ def test_source_name_logit_reads_what_each_source_does_at_the_asked_second(tiny)
     name = int((after[0] == piano).nonzero()[-1, 0])
     assert emb_after[0, name].abs().sum() > 0
     assert torch.allclose(emb_untimed[0, (untimed[0] == piano)], torch.zeros(1, emb_untimed.shape[-1]))
+
+
+def test_zero_touch_gives_every_trainable_parameter_a_zero_gradient(tiny):
+    model, _ = tiny
+    model.zero_grad(set_to_none=True)
+    touched = model.zero_touch()
+    assert touched.item() == 0.0
+    touched.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and not g.any() for g in grads)
+    model.zero_grad(set_to_none=True)

@@ -524,8 +524,17 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
             if asked_source is not None:
                 loss = loss + self.source_gate_loss(hidden, labels, asked_source)
+            if self.training and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+                loss = loss + self.zero_touch()
         return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_ARG: getattr(out, CACHE_ARG)},
                                       hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def zero_touch(self) -> torch.Tensor:
+        """Zero times one element of every trainable parameter. DeepSpeed ZeRO-2 reduces gradients in buckets that
+        must match across ranks; a batch that skips a module on one rank only (no turn names a time, no question names
+        a source) left its parameters without a gradient there and the ranks' collectives out of step (a gloo size
+        mismatch at stage 3's step 24 with two processes). A zero gradient is what ZeRO gives an unused parameter."""
+        return sum(p.reshape(-1)[:1].sum() for p in self.parameters() if p.requires_grad) * 0.0
 
     def source_gate_loss(self, hidden: torch.Tensor, labels: torch.Tensor, asked_source: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the source gate at each position that predicts an answer's time token (``labels``
