@@ -533,7 +533,7 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         """Zero times one element of every trainable parameter. DeepSpeed ZeRO-2 reduces gradients in buckets that
         must match across ranks; a batch that skips a module on one rank only (no turn names a time, no question names
         a source) left its parameters without a gradient there and the ranks' collectives out of step (a gloo size
-        mismatch at stage 3's step 24 with two processes). A zero gradient is what ZeRO gives an unused parameter."""
+        mismatch at stage 3's step 24 with two processes). Only used when more than one process trains."""
         return sum(p.reshape(-1)[:1].sum() for p in self.parameters() if p.requires_grad) * 0.0
 
     def source_gate_loss(self, hidden: torch.Tensor, labels: torch.Tensor, asked_source: torch.Tensor) -> torch.Tensor:
