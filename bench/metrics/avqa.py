@@ -44,9 +44,10 @@ _ALIASES = {
     "center": "middle", "centre": "middle", "inside": "indoor", "indoors": "indoor", "outside": "outdoor",
     "outdoors": "outdoor", "more than 10": "more than ten", "yeah": "yes", "nope": "no",
 }
-_PHRASES = {w.replace("_", " "): w for w in VOCAB} | {w: w for w in VOCAB} | _ALIASES
+# answers are matched with underscores read as spaces (:func:`normalize_answer`), so phrases are keyed that way too
+_PHRASES = {w.replace("_", " "): w for w in VOCAB} | _ALIASES
 _PHRASE_RE = re.compile(
-    r"(?<![a-z0-9_])(" + "|".join(sorted(map(re.escape, _PHRASES), key=len, reverse=True)) + r")(?![a-z0-9_])"
+    r"(?<![a-z0-9])(" + "|".join(sorted(map(re.escape, _PHRASES), key=len, reverse=True)) + r")(?![a-z0-9])"
 )
 _DIGITS = re.compile(r"(?<![\d:])(?<!\d\.)(\d+)(?![\d:]|\.\d)")
 
