@@ -72,7 +72,7 @@ def run(checkpoint: str, bench: str, split: str = "val", limit: int = 100, group
     rows, greedy = [], []
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     for item in items.to_dict("records"):
-        feats = adapter._features_for(item["audio"])
+        feats = adapter.features_for(item["audio"])
         prompt = proc.prompt(item["question"], item["duration"], adapter.instructions["MTR"], heard=heard_for(model, feats))
 
         def answers(count: int, **how) -> list[str]:

@@ -66,7 +66,7 @@ class HeardReadout(MusTAdapter):
         out: list[str | BaseException] = []
         for r in requests:
             try:
-                feats = self._features_for(r.audio)
+                feats = self.features_for(r.audio)
             except Exception as e:  # unreadable audio for one item
                 out.append(ModelError(f"{type(e).__name__}: {e}"))
                 continue

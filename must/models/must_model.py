@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from must.models.base import Model, ModelError, Request, register_model
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MusTAdapter"]
 
@@ -40,7 +44,8 @@ class MusTAdapter(Model):
         tail = path.rstrip("/").split("/")
         self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("" if choices == "generate" else f"+{choices}")
 
-    def _features_for(self, audio: str):
+    def features_for(self, audio: str) -> torch.Tensor:
+        """The encoder features of one audio file (computed once; the last ``cache_tracks`` files are kept)."""
         if audio not in self._features:
             self._features[audio] = self.model.encode_audio(self.processor.load_audio(audio))
             if len(self._features) > self._cache_tracks:
@@ -55,7 +60,7 @@ class MusTAdapter(Model):
         ok, feats, items = [], [], []
         for i, r in enumerate(requests):
             try:
-                feats.append(self._features_for(r.audio))
+                feats.append(self.features_for(r.audio))
             except Exception as e:  # unreadable audio for one item
                 out[i] = ModelError(f"{type(e).__name__}: {e}")
                 continue
