@@ -45,6 +45,14 @@ def _audio_placeholder(processor) -> str:
     return f"<|audio_bos|>{getattr(processor, 'audio_token', '<|AUDIO|>')}<|audio_eos|>"
 
 
+def audio_token_ids(processor) -> list[int]:
+    """Ids of the audio placeholder tokens (``<|audio_bos|>``, the audio token, ``<|audio_eos|>``) the tokenizer knows."""
+    tok = processor.tokenizer
+    names = ["<|audio_bos|>", getattr(processor, "audio_token", "<|AUDIO|>"), "<|audio_eos|>"]
+    ids = [tok.convert_tokens_to_ids(n) for n in names]
+    return [i for i in ids if i is not None and i != tok.unk_token_id]
+
+
 def chat_prompt(processor, question: str, instruction: str, key: int | None = None, expanded: int | None = None) -> str:
     """The user turn with the audio placeholder (expanded to ``expanded`` audio tokens for text-only use)."""
     audio = _audio_placeholder(processor)

@@ -106,6 +106,16 @@ class GRPOStageRecipe:
                                expanded=n_tokens[e["track_id"]]) for e in examples]
         return prompts, self.processor.tokenizer
 
+    def _generation_kwargs(self) -> dict | None:
+        """For an hf audio-LM, sampling never writes an audio placeholder token: scored again with the prompt, a
+        completion holding one has more audio tokens than audio features and the forward fails (TRL does the same
+        for image tokens when given a processor; here it gets the tokenizer, since prompts are text)."""
+        if self.kind == "must":
+            return None
+        from stages.hf_audio import audio_token_ids
+
+        return {"suppress_tokens": audio_token_ids(self.processor)}
+
     def setup(self) -> None:
         """Load stage 3, fill the audio store, build the prompt dataset, rewards and the GRPO trainer."""
         self.sdir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +130,8 @@ class GRPOStageRecipe:
         funcs, weights = build_reward_funcs(load_reward_config(st.rewards))
         args = GRPOConfig(**trainer_kwargs(st, self.sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,
                           temperature=st.temperature, max_completion_length=st.max_completion_length,
-                          reward_weights=weights, log_completions=False, bf16=False)
+                          reward_weights=weights, log_completions=False, bf16=False,
+                          generation_kwargs=self._generation_kwargs())
         lora = lora_config(self.kind, st.lora_r, st.lora_alpha)
         lora.modules_to_save = list(st.modules_to_save) or None
         self.trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),

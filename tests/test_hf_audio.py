@@ -42,3 +42,38 @@ def test_keyed_store_gives_text_only_prompts_their_audio(tiny):
                   sampling_rate=16000, return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(model(**direct).logits[0, -1], logits[1], atol=1e-4)
+
+
+def test_grpo_sampling_never_writes_an_audio_placeholder(tiny, tmp_path):
+    """A sampled ``<|AUDIO|>`` in a completion breaks the next forward (more audio tokens than features): with two
+    processes it crashed stage 4 of the smoke run. The recipe's generation kwargs suppress the placeholders."""
+    from types import SimpleNamespace
+
+    from stages.hf_audio import audio_token_ids
+    from stages.stage4_grpo import GRPOStageRecipe
+
+    model, proc = tiny
+    placeholders = audio_token_ids(proc)
+    assert model.config.audio_token_id in placeholders and len(placeholders) == 3
+    recipe = GRPOStageRecipe(SimpleNamespace(model=SimpleNamespace(kind="hf")), tmp_path)
+    recipe.processor = proc
+    kwargs = recipe._generation_kwargs()
+    head = model.get_output_embeddings()
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+        biased.bias[model.config.audio_token_id] = 100.0  # a head that prefers the placeholder by far
+    ids = proc.tokenizer(["When does the piano first start to play?"], return_tensors="pt")
+    model.set_output_embeddings(biased)
+    try:
+        torch.manual_seed(0)
+        free = model.generate(**ids, max_new_tokens=8, do_sample=True, pad_token_id=proc.tokenizer.pad_token_id)
+        torch.manual_seed(0)
+        kept = model.generate(**ids, max_new_tokens=8, do_sample=True, pad_token_id=proc.tokenizer.pad_token_id, **kwargs)
+    finally:
+        model.set_output_embeddings(head)
+    new = ids["input_ids"].shape[1]
+    assert free[0, new:].tolist() == [model.config.audio_token_id] * 8  # the biased head writes only placeholders ...
+    assert not set(kept[0, new:].tolist()) & set(placeholders)  # ... and the recipe's sampling never writes one
+    assert GRPOStageRecipe(SimpleNamespace(model=SimpleNamespace(kind="must")), tmp_path)._generation_kwargs() is None

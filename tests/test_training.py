@@ -132,6 +132,31 @@ def test_qwen2_audio_style_model_through_the_same_recipes(smoke_run, tmp_path):
     assert "rewards/timestamp_exp/mean" in grpo
 
 
+@pytest.mark.parametrize("kind", ["must", "hf"])
+def test_two_processes_train_all_four_stages(smoke_run, tmp_path, kind):
+    """Both model kinds through all four stages with two processes under ZeRO-2: every stage's checkpoint holds one
+    optimizer shard and one RNG state per rank. (Two processes once failed for each kind: a module skipped on one
+    rank put MusT's stage-3 gradient buckets out of step; an hf GRPO completion that sampled ``<|AUDIO|>`` broke
+    its forward.)"""
+    import pandas as pd
+
+    from must.tiny_models import build_tiny_qwen2_audio
+
+    extra = ["nproc=2", "val_items=6"]
+    if kind == "hf":
+        train_df = pd.read_parquet(smoke_run.parent / "bench" / "parquet" / "train.parquet")
+        path = build_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", list(train_df.question) + list(train_df.answer))
+        extra += ["model.kind=hf", f"model.path={path}"]
+    out = smoke_run.parent / f"two-processes-{kind}"  # beside smoke_run: the same built bench
+    train(out, *extra)
+    for name in STAGE_DIRS.values():
+        assert (out / name / "final" / "DONE").exists(), name
+        last = sorted((out / name / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+        assert {p.name for p in last.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}, name
+        shards = sorted(p.name for p in last.glob("global_step*/*optim_states.pt"))
+        assert len(shards) == 2 and "rank_0" in shards[0] and "rank_1" in shards[1], (name, shards)
+
+
 def test_heard_events_in_the_prompt_through_stages_2_to_4(smoke_run, tmp_path):
     from must.cli import main
     from must.model import MusTConfig
