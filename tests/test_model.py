@@ -409,6 +409,19 @@ def test_distinct_times_forbid_a_written_time_and_its_neighbours():
     assert (out[1] == 0).all()  # a row that is not GTO
 
 
+def test_distinct_sources_forbid_naming_a_written_source_again():
+    from must.model.inference import DistinctSources
+
+    # names: "tuba" = (5,), "synth pad" = (7, 8); the prompt is the first 2 ids of each row
+    proc = DistinctSources({0, 1}, [(5,), (7, 8), ()], prompt_length=2)
+    ids = torch.tensor([[5, 7, 3, 5, 4, 7], [1, 2, 7, 8, 3, 3], [5, 7, 8, 5, 4, 4]])
+    out = proc(ids, torch.zeros(3, 12))
+    assert torch.isinf(out[0, 5]) and (out[0, [7, 8]] == 0).all()  # tuba written; synth alone is not "synth pad"
+    assert torch.isinf(out[1, 7]) and (out[1, [5, 8]] == 0).all()  # synth pad written: its first token is out
+    assert (out[2] == 0).all()  # a row that is not TAD
+    assert (DistinctSources({0}, [(5,)], prompt_length=6)(ids, torch.zeros(3, 12)) == 0).all()  # nothing written yet
+
+
 def test_hit_window_second_bets_on_the_window_with_the_most_probability():
     from must.model.inference import hit_window_second
 
