@@ -12,7 +12,8 @@ On the first 60 tempo-changing test tracks of ``standard`` (124 changes; ``bench
 ``k`` highest novelty peaks (``k`` = the track's number of changes, 5 s apart) put 74 % of the changes within 3 s.
 Which way the tempo went is harder (octave errors): the change of onset rate across a peak gets it right for 63 %
 of those found, the change of beat period for 54 %. :func:`tempo_track_signals` turns them into per-second,
-track-relative features. In MusT-small they did not pay overall (docs/training-log.md, rows 15), so the option is off by default.
+track-relative features. In MusT-small they did not pay (docs/training-log.md: rows 15, and re-run on 2026-12-04 —
+questions about tempo unchanged, LTR 5–7 points lower), so the option is off by default.
 """
 
 from __future__ import annotations
