@@ -41,15 +41,18 @@ def save_hf(model, processor, path: Path) -> None:
     processor.save_pretrained(str(path))
 
 
+def _placeholder_tokens(processor) -> list[str]:
+    return ["<|audio_bos|>", getattr(processor, "audio_token", "<|AUDIO|>"), "<|audio_eos|>"]
+
+
 def _audio_placeholder(processor) -> str:
-    return f"<|audio_bos|>{getattr(processor, 'audio_token', '<|AUDIO|>')}<|audio_eos|>"
+    return "".join(_placeholder_tokens(processor))
 
 
 def audio_token_ids(processor) -> list[int]:
     """Ids of the audio placeholder tokens (``<|audio_bos|>``, the audio token, ``<|audio_eos|>``) the tokenizer knows."""
     tok = processor.tokenizer
-    names = ["<|audio_bos|>", getattr(processor, "audio_token", "<|AUDIO|>"), "<|audio_eos|>"]
-    ids = [tok.convert_tokens_to_ids(n) for n in names]
+    ids = [tok.convert_tokens_to_ids(n) for n in _placeholder_tokens(processor)]
     return [i for i in ids if i is not None and i != tok.unk_token_id]
 
 

@@ -114,16 +114,21 @@ def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_r
     assert worst < 1e-4, f"resumed weights differ from the uninterrupted run by {worst}"
 
 
-def test_qwen2_audio_style_model_through_the_same_recipes(smoke_run, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_qwen2_audio(smoke_run, tmp_path_factory):
+    """A tiny random Qwen2-Audio-style checkpoint with a tokenizer trained on the smoke bench's text."""
     import pandas as pd
 
     from must.tiny_models import build_tiny_qwen2_audio
 
-    bench = smoke_run.parent / "bench"
-    train_df = pd.read_parquet(bench / "parquet" / "train.parquet")
-    path = build_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", list(train_df.question) + list(train_df.answer))
+    train_df = pd.read_parquet(smoke_run.parent / "bench" / "parquet" / "train.parquet")
+    return build_tiny_qwen2_audio(tmp_path_factory.mktemp("hf") / "tiny-qwen2-audio",
+                                  list(train_df.question) + list(train_df.answer))
+
+
+def test_qwen2_audio_style_model_through_the_same_recipes(tiny_qwen2_audio, tmp_path):
     out = tmp_path / "hf-run"
-    train(out, "model.kind=hf", f"model.path={path}", "val_items=6")
+    train(out, "model.kind=hf", f"model.path={tiny_qwen2_audio}", "val_items=6")
     for name in ("stage1_encoder", "stage2_lm", "stage3_sft", "stage4_grpo"):
         assert (out / name / "final" / "model.safetensors").exists(), name
     assert (out / "stage1_encoder" / "final" / "frame_heads.safetensors").exists()
@@ -133,20 +138,14 @@ def test_qwen2_audio_style_model_through_the_same_recipes(smoke_run, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["must", "hf"])
-def test_two_processes_train_all_four_stages(smoke_run, tmp_path, kind):
+def test_two_processes_train_all_four_stages(smoke_run, tiny_qwen2_audio, kind):
     """Both model kinds through all four stages with two processes under ZeRO-2: every stage's checkpoint holds one
     optimizer shard and one RNG state per rank. (Two processes once failed for each kind: a module skipped on one
     rank put MusT's stage-3 gradient buckets out of step; an hf GRPO completion that sampled ``<|AUDIO|>`` broke
     its forward.)"""
-    import pandas as pd
-
-    from must.tiny_models import build_tiny_qwen2_audio
-
     extra = ["nproc=2", "val_items=6"]
     if kind == "hf":
-        train_df = pd.read_parquet(smoke_run.parent / "bench" / "parquet" / "train.parquet")
-        path = build_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio", list(train_df.question) + list(train_df.answer))
-        extra += ["model.kind=hf", f"model.path={path}"]
+        extra += ["model.kind=hf", f"model.path={tiny_qwen2_audio}"]
     out = smoke_run.parent / f"two-processes-{kind}"  # beside smoke_run: the same built bench
     train(out, *extra)
     for name in STAGE_DIRS.values():
