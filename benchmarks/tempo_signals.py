@@ -1,7 +1,8 @@
 """How well MusT's measured tempo signals (:mod:`must.model.tempo`) locate a benchmark's tempo changes, with no
 training: per track, the ``k`` highest peaks of tempogram novelty (``k`` = the track's annotated tempo changes,
 peaks at least 5 s apart) — how many changes have a peak within 3 s, and for those, how often the onset-rate
-change and the beat-period change across the peak say the right direction.
+change and the metrical tempo change at the peak say the right direction; and at the annotated second itself (as an
+LTR question asks), how often the metrical tempo change does.
 
 ``python -m benchmarks.tempo_signals --bench runs/standard/bench [--split test] [--tracks 60] --out DIR``
 """
@@ -41,7 +42,7 @@ def run(bench: str, split: str = "test", tracks: int = 60, tolerance: float = 3.
     cfg = MusTConfig()
     enc = MusicEncoder(cfg)
     ids = sorted(pd.read_parquet(Path(bench) / "parquet" / f"{split}.parquet").track_id.unique())
-    found, rate_ok, period_ok, n_tracks = [], [], [], 0
+    found, rate_ok, period_ok, at_time_ok, n_tracks = [], [], [], [], 0
     for tid in ids:
         changes = [e for e in read_jams(Path(bench) / "jams" / f"{tid}.jams").transitions if e.kind == "tempo_change"]
         if not changes:
@@ -56,17 +57,19 @@ def run(bench: str, split: str = "test", tracks: int = 60, tolerance: float = 3.
         sig = tempo_track_signals(per_second).numpy()
         picks = peaks(sig[:, 0], len(changes))
         for e in changes:
+            faster = e.detail["to"] > e.detail["from"]
+            at_time_ok.append((sig[min(int(round(e.time)), len(sig) - 1), 2] > 0) == faster)
             near = [p for p in picks if abs(p + 0.5 - e.time) <= tolerance]
             found.append(bool(near))
             if near:
-                faster = e.detail["to"] > e.detail["from"]
                 rate_ok.append((sig[near[0], 1] > 0) == faster)
                 period_ok.append((sig[near[0], 2] > 0) == faster)
         if n_tracks == tracks:
             break
     return {"tracks": n_tracks, "tempo_changes": len(found), "located_within_3s": round(float(np.mean(found)), 3),
             "direction_by_onset_rate": round(float(np.mean(rate_ok)), 3) if rate_ok else None,
-            "direction_by_beat_period": round(float(np.mean(period_ok)), 3) if period_ok else None}
+            "direction_by_metrical_tempo": round(float(np.mean(period_ok)), 3) if period_ok else None,
+            "direction_at_annotated_time": round(float(np.mean(at_time_ok)), 3)}
 
 
 def main() -> None:

@@ -147,7 +147,8 @@ PROJECTOR_OPTIONS = ("source_context", "tempo_signals")
 
 def features_tag(model) -> str:
     """The ``cache/features`` folder for a model's encoder features: their width depends on ``tempo_signals``."""
-    return "stage1-tempo" if getattr(model.config, "tempo_signals", False) else "stage1"
+    # "tempo2": the third tempo signal became the metrical tempo change, so features cached before are not reused
+    return "stage1-tempo2" if getattr(model.config, "tempo_signals", False) else "stage1"
 
 
 def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalLM:

@@ -7,7 +7,7 @@ import torch
 
 from must.model import MusTConfig, MusTForCausalLM
 from must.model.modeling import MusicEncoder
-from must.model.tempo import TEMPO_FRAME_SIGNALS, tempo_frames, tempo_track_signals
+from must.model.tempo import TEMPO_FRAME_SIGNALS, metrical_tempo, tempo_frames, tempo_track_signals
 
 SR = 16000
 
@@ -41,12 +41,15 @@ def test_a_tempo_change_is_located_and_its_direction_read():
     sig = tempo_track_signals(sec)
     peak = int(torch.argmax(sig[:, 0]))
     assert abs(peak - 24) <= 2, peak
-    # more onsets after, and a shorter beat period after (the centroid over all periods shrinks the step): faster
-    assert sig[peak, 1] > 0.2 and sig[peak, 2] > 0.1
+    # more onsets after, and the tempo measured after is 1.5 times the tempo before: log2 1.5 = 0.585
+    assert sig[peak, 1] > 0.2 and sig[peak, 2].item() == pytest.approx(np.log2(1.5), abs=0.03)
+    # the tempo change is read wherever both 10 s windows are mostly on their side of it, and nowhere else
+    assert torch.all(sig[21:28, 2] > 0.5) and torch.all(sig[:15, 2] == 0) and torch.all(sig[33:, 2] == 0)
     slower = tempo_track_signals(per_second(tempo_frames(
         MusicEncoder(cfg).log_mel(torch.from_numpy(clicks(150, 100, 24.0, 48.0))[None])[0], 50.0, 5)))
     peak = int(torch.argmax(slower[:, 0]))
-    assert abs(peak - 24) <= 2 and slower[peak, 1] < -0.2 and slower[peak, 2] < -0.1
+    assert abs(peak - 24) <= 2 and slower[peak, 1] < -0.2
+    assert slower[peak, 2].item() == pytest.approx(-np.log2(1.5), abs=0.03)
 
 
 def test_steady_clicks_have_no_novelty():
@@ -54,18 +57,34 @@ def test_steady_clicks_have_no_novelty():
     mel = MusicEncoder(cfg).log_mel(torch.from_numpy(clicks(120, 120, 0.0, 30.0))[None])[0]
     sig = tempo_track_signals(per_second(tempo_frames(mel, 50.0, 5)))
     assert float(sig[6:24, 0].max()) < 0.05
+    assert torch.all(sig[:, 2] == 0)
 
 
 def test_tempo_track_signals_by_hand():
     onsets = torch.tensor([2.0, 2, 2, 2, 3, 3, 3, 3])
-    period = torch.tensor([0.0, 0, 0, 0, -1, -1, -1, -1])  # log2 seconds per beat: 1 s, then 0.5 s
+    change = torch.tensor([0.0, 0, 0, 1, 1, 0, 0, 0])  # log2 tempo after over before
     novelty = torch.linspace(0, 0.7, 8)
-    sig = tempo_track_signals(torch.stack([novelty, onsets, period], -1), span=2)
-    assert torch.equal(sig[:, 0], novelty)
+    sig = tempo_track_signals(torch.stack([novelty, onsets, change], -1), span=2)
+    assert torch.equal(sig[:, 0], novelty) and torch.equal(sig[:, 2], change)
     # at second 4: (3 + 3) / 2 - (2 + 2) / 2 = 1 onset a second more, over the track's mean of 2.5
     assert sig[4, 1].item() == pytest.approx(0.4)
-    assert sig[4, 2].item() == pytest.approx(1.0)  # the period halved: one octave faster
-    assert sig[0, 1].item() == 0.0 and sig[7, 2].item() == 0.0  # edges repeat, so nothing changes there
+    assert sig[0, 1].item() == 0.0 and sig[7, 1].item() == 0.0  # edges repeat, so nothing changes there
+
+
+def impulses(period: float, seconds: float = 10.0, rate: float = 50.0) -> np.ndarray:
+    """An envelope at ``rate`` Hz with a 1 every ``period`` seconds."""
+    env = np.zeros(int(seconds * rate))
+    env[np.round(np.arange(0, seconds, period) * rate).astype(int)] = 1.0
+    return env
+
+
+def test_the_bar_settles_the_octave_of_the_tempo():
+    # onsets on every half beat of 70 BPM (0.43 s) alone read as 140 BPM: the biased autocorrelation favours the
+    # shortest period that explains them
+    hats = impulses(60 / 140)
+    assert 2 ** metrical_tempo(hats, np.zeros_like(hats), 50.0) == pytest.approx(140, rel=0.02)
+    # chords changing every 3.43 s (four beats of 70 BPM, not of 140) make it 70
+    assert 2 ** metrical_tempo(hats, impulses(4 * 60 / 70), 50.0) == pytest.approx(70, rel=0.02)
 
 
 def test_a_model_with_tempo_signals_carries_them_to_the_pooled_seconds():

@@ -27,7 +27,7 @@ class MusTConfig(PretrainedConfig):
     ``source_context``: each second's projector input also says whether each source played before and plays after it
     (:func:`~must.model.modeling.source_context`); it widens the projector, so it is fixed from stage 2 on.
     ``tempo_signals``: the features also carry measured tempo signals (:mod:`must.model.tempo`: tempogram novelty,
-    onset rate, beat period), pooled into per-second tempo-change features; it widens the features and the
+    onset rate, metrical tempo change), pooled into per-second tempo-change features; it widens the features and the
     projector, so it too is fixed from stage 2 on.
     ``source_token_ids`` (one word token per source, -1 where the tokenizer has none) and ``turn_token_ids``
     (``<|im_start|>``, ``<|im_end|>``) switch on *source moments* (:func:`~must.model.modeling.asked_seconds`):

@@ -1,19 +1,24 @@
 """Measured tempo signals: where the beat's period changes, and which way.
 
 The encoder's learned local-tempo head stays nearly flat on the default run, and the LM then places 10 % of GTO's
-tempo changes within 3 s. These signals are measured instead, like loudness and flux: from the 50 Hz onset
-envelope of the log-mel, a tempogram (``librosa.feature.tempogram``, beat periods 0.25–1.5 s), and per frame
+tempo changes within 3 s. These signals are measured instead, like loudness and flux, from the 50 Hz onset
+envelope of the log-mel, per frame:
 
-- *novelty*: the cosine distance between the mean tempogram of the ``span`` seconds before and after it;
+- *novelty*: the cosine distance between the mean tempogram (``librosa.feature.tempogram``, beat periods
+  0.25–1.5 s) of the ``span`` seconds before and after it;
 - *onsets*: how many onsets (``librosa.onset.onset_detect``) fall in it;
-- *period*: the tempogram-weighted mean log2 beat period.
+- *tempo change*: log2 of the tempo of the 10 s after its second over the 10 s before, each read by
+  :func:`metrical_tempo` — the tempo whose beat, two beats and bar the onsets repeat at and whose bar the balance
+  of the lower mel bands (chords, bass notes) changes at.
 
 On the first 60 tempo-changing test tracks of ``standard`` (124 changes; ``benchmarks/tempo_signals.py``), the
 ``k`` highest novelty peaks (``k`` = the track's number of changes, 5 s apart) put 74 % of the changes within 3 s.
-Which way the tempo went is harder (octave errors): the change of onset rate across a peak gets it right for 63 %
-of those found, the change of beat period for 54 %. :func:`tempo_track_signals` turns them into per-second,
-track-relative features. In MusT-small they did not pay (docs/training-log.md: rows 15, and re-run on 2026-12-04 —
-LTR's tempo answers 44 → 49 % on the whole test split, LTR and the overall unchanged), so the option is off by default.
+Which way the tempo went is harder (octave errors): at the annotated second the tempo change is right for 71 % of
+the changes (all 169 tempo-changing test tracks: 64.5 %; the tempogram's mean beat period that this replaced:
+55 %), the change of onset rate across a novelty peak for 63 %. :func:`tempo_track_signals` turns them into
+per-second, track-relative features. In MusT-small the earlier signals did not pay (docs/training-log.md: rows 15,
+and re-run on 2026-12-04 — LTR's tempo answers 44 → 49 % on the whole test split, LTR and the overall unchanged),
+so the option is off by default.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["TEMPO_FRAME_SIGNALS", "TEMPO_TRACK_SIGNALS", "tempo_frames", "tempo_track_signals"]
+__all__ = ["TEMPO_FRAME_SIGNALS", "TEMPO_TRACK_SIGNALS", "metrical_tempo", "tempo_frames", "tempo_track_signals"]
 
-TEMPO_FRAME_SIGNALS = 3  # novelty, onset count, log2 beat period
+TEMPO_FRAME_SIGNALS = 3  # novelty, onset count, metrical tempo change
 TEMPO_TRACK_SIGNALS = 3  # novelty, onset-rate change, tempo change
-PERIODS = (0.25, 1.5)  # seconds per beat considered: 240 to 40 BPM
+PERIODS = (0.25, 1.5)  # seconds per beat in the novelty's tempogram: 240 to 40 BPM
+BPM_CANDIDATES = 60.0 * 2.0 ** np.linspace(0.0, np.log2(3.0), 200)  # 60 to 180 BPM, log-spaced
+TEMPO_WINDOW = 10.0  # seconds either side of a second whose tempo change is measured
+HARMONIC_BANDS = 0.625  # the lower share of the mel bands whose balance follows chords and bass notes (40 of 64)
 
 
 def _window_means(x: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,10 +46,34 @@ def _window_means(x: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
     return before, after
 
 
-def tempo_frames(mel: torch.Tensor, mel_rate: float, stride: int, span: float = 5.0, window: int = 384) -> torch.Tensor:
+def _acf(x: np.ndarray) -> np.ndarray:
+    """Biased autocorrelation of a mean-removed envelope, 1 at lag 0 (long lags are damped, favouring short ones)."""
+    x = x - x.mean()
+    ac = np.correlate(x, x, "full")[len(x) - 1 :]
+    return ac / max(float(ac[0]), 1e-12)
+
+
+def metrical_tempo(onsets: np.ndarray, harmony: np.ndarray, rate: float) -> float:
+    """log2 BPM of a window of envelopes at ``rate`` Hz: the candidate in :data:`BPM` whose beat, two beats and bar
+    (four beats) the onset envelope repeats at, and whose bar the harmonic-change envelope repeats at.
+
+    One periodicity alone is often an octave off (a hi-hat on every half beat, a bass note per bar); asking all
+    metrical levels at once — a 4/4 metre — settles it (``benchmarks/tempo_signals.py``)."""
+    bpm = BPM_CANDIDATES
+    lags = np.arange(len(onsets))
+    on, harm = _acf(onsets), _acf(harmony)
+    at = lambda ac, beats: np.interp(beats * 60.0 / bpm * rate, lags, ac, right=0.0)  # noqa: E731
+    score = at(on, 1) + at(on, 2) + at(on, 4) + at(harm, 4)
+    return float(np.log2(bpm[int(np.argmax(score))]))
+
+
+def tempo_frames(mel: torch.Tensor, mel_rate: float, stride: int, span: float = 5.0, window: int = 384,
+                 tempo_window: float = TEMPO_WINDOW) -> torch.Tensor:
     """``(n_mels, M)`` scaled log-mel at ``mel_rate`` Hz → ``(M // stride, TEMPO_FRAME_SIGNALS)``: per frame of
-    ``stride`` mel frames, tempogram novelty over ``span`` s either side, onset count and log2 beat period
-    (``window``: the tempogram's window in mel frames, 384 = 7.7 s at 50 Hz)."""
+    ``stride`` mel frames, tempogram novelty over ``span`` s either side, onset count, and the tempo change at the
+    start of the frame's second (:func:`metrical_tempo` over the ``tempo_window`` s after it minus before it, log2:
+    positive when it speeds up; 0 where either side is shorter than half of that). ``window``: the tempogram's window
+    in mel frames (384 = 7.7 s at 50 Hz)."""
     import librosa
 
     m = mel.detach().float().cpu().numpy()
@@ -54,26 +86,45 @@ def tempo_frames(mel: torch.Tensor, mel_rate: float, stride: int, span: float = 
     gram = librosa.feature.tempogram(onset_envelope=env, sr=mel_rate, hop_length=1, win_length=min(window, len(env)))
     periods = np.arange(gram.shape[0]) / mel_rate
     keep = (periods >= PERIODS[0]) & (periods <= PERIODS[1])
-    gram, log_period = np.maximum(gram[keep], 0.0), np.log2(periods[keep])
-    gram = gram[:, : n * stride].reshape(gram.shape[0], n, stride).mean(-1).T  # (n, periods)
-    weight = gram.sum(1)
-    out[:, 2] = np.where(weight > 0, gram @ log_period / np.maximum(weight, 1e-8), log_period.mean())
+    gram = np.maximum(gram[keep], 0.0)[:, : n * stride].reshape(-1, n, stride).mean(-1).T  # (n, periods)
     unit = gram / np.maximum(np.linalg.norm(gram, axis=1, keepdims=True), 1e-8)
     before, after = _window_means(unit, int(round(span * mel_rate / stride)))
     cos = (before * after).sum(1) / np.maximum(np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1), 1e-8)
     out[1:, 0] = 1.0 - cos[1:]  # frame 0 has nothing before it
     onsets = librosa.onset.onset_detect(onset_envelope=env, sr=mel_rate, hop_length=1, units="frames")
     out[:, 1] = np.bincount(np.asarray(onsets, int) // stride, minlength=n)[:n]
+    change = _tempo_change(env, _harmonic_change(m), mel_rate, tempo_window)
+    out[:, 2] = change[np.arange(n) * stride // int(round(mel_rate))]
     return torch.from_numpy(out)
+
+
+def _harmonic_change(mel: np.ndarray) -> np.ndarray:
+    """Per mel frame, how much of the lower bands' share of power moved up (chords and bass notes changing)."""
+    low = np.power(10.0, mel[: int(round(len(mel) * HARMONIC_BANDS)), :] * 4.0 - 4.0)
+    share = low / np.maximum(low.sum(0, keepdims=True), 1e-12)
+    return np.maximum(0.0, np.diff(share, axis=-1, prepend=share[:, :1])).sum(0)
+
+
+def _tempo_change(onsets: np.ndarray, harmony: np.ndarray, rate: float, window: float) -> np.ndarray:
+    """Per whole second of the envelopes: :func:`metrical_tempo` of the ``window`` s after it minus before it (0 where
+    either side has less than half of that)."""
+    step, w = int(round(rate)), int(round(window * rate))
+
+    def tempo(a: int, b: int) -> float:
+        a, b = max(a, 0), min(b, len(onsets))
+        return metrical_tempo(onsets[a:b], harmony[a:b], rate) if b - a >= w // 2 else np.nan
+
+    change = np.array([tempo(t, t + w) - tempo(t - w, t) for t in range(0, len(onsets), step)])
+    return np.where(np.isnan(change), 0.0, change)
 
 
 def tempo_track_signals(sig: torch.Tensor, span: int = 5) -> torch.Tensor:
     """``(S, TEMPO_FRAME_SIGNALS)`` per-second means → ``(S, TEMPO_TRACK_SIGNALS)``: novelty, the change of onset
-    rate across each second (next ``span`` s minus previous, over the track's mean rate) and the change of tempo
-    (log2 beat period before minus after: positive when it speeds up)."""
+    rate across each second (next ``span`` s minus previous, over the track's mean rate) and the tempo change
+    (log2, positive when it speeds up), as measured."""
     from must.model.modeling import contrast
 
-    novelty, onsets, period = sig[:, 0], sig[:, 1:2], sig[:, 2:3]
+    novelty, onsets = sig[:, 0], sig[:, 1:2]
     width = max(1, min(span, len(sig)))
     rate = (contrast(onsets, width)[:, 0] / onsets.mean().clamp(min=1e-3)).clamp(-2.0, 2.0)
-    return torch.stack([novelty, rate, -contrast(period, width)[:, 0]], dim=-1)
+    return torch.stack([novelty, rate, sig[:, 2]], dim=-1)
