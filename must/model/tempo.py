@@ -54,8 +54,8 @@ def _acf(x: np.ndarray) -> np.ndarray:
 
 
 def metrical_tempo(onsets: np.ndarray, harmony: np.ndarray, rate: float) -> float:
-    """log2 BPM of a window of envelopes at ``rate`` Hz: the candidate in :data:`BPM_CANDIDATES` whose beat, two beats and bar
-    (four beats) the onset envelope repeats at, and whose bar the harmonic-change envelope repeats at.
+    """log2 BPM of a window of envelopes at ``rate`` Hz: the candidate in :data:`BPM_CANDIDATES` whose beat, two
+    beats and bar (four beats) the onset envelope repeats at, and whose bar the harmonic-change envelope repeats at.
 
     One periodicity alone is often an octave off (a hi-hat on every half beat, a bass note per bar); asking all
     metrical levels at once — a 4/4 metre — settles it (``benchmarks/tempo_signals.py``)."""
