@@ -17,8 +17,8 @@ Which way the tempo went is harder (octave errors): at the annotated second the 
 71 % of the changes (all 169 tempo-changing test tracks: 64.5 %; the tempogram's mean beat period that this
 replaced: 55 %), the change of onset rate across a novelty peak for 63 %. Gated by the novelty peak, the tempo
 change is read at 89.9 % of the 346 annotated changes, with the right sign for 65.6 % of them; at the asked second
-of the LTR test questions that offer a tempo option it is read for 85 % of those answered by a tempo change and
-18 % of the others (ungated: 94 % and 42 %). :func:`tempo_track_signals` turns them into
+of the LTR test questions that offer a tempo option it exceeds 0.2 (a 15 % change) for 85 % of those answered by a
+tempo change and 18 % of the others (ungated: 94 % and 42 %). :func:`tempo_track_signals` turns them into
 per-second, track-relative features. In MusT-small the earlier signals did not pay (docs/training-log.md: rows 15,
 and re-run on 2026-12-04 — LTR's tempo answers 44 → 49 % on the whole test split, LTR and the overall unchanged),
 so the option is off by default.
