@@ -13,8 +13,8 @@ envelope of the log-mel, per frame:
 
 On the first 60 tempo-changing test tracks of ``standard`` (124 changes; ``benchmarks/tempo_signals.py``), the
 ``k`` highest novelty peaks (``k`` = the track's number of changes, 5 s apart) put 74 % of the changes within 3 s.
-Which way the tempo went is harder (octave errors): at the annotated second the ungated tempo change is right for
-71 % of the changes (all 169 tempo-changing test tracks: 64.5 %; the tempogram's mean beat period that this
+Which way the tempo went is harder (octave errors): at the annotated second the ungated tempo change (measured
+before the gate was added) is right for 71 % of the changes (all 169 tempo-changing test tracks: 64.5 %; the tempogram's mean beat period that this
 replaced: 55 %), the change of onset rate across a novelty peak for 63 %. Gated by the novelty peak, the tempo
 change is read at 89.9 % of the 346 annotated changes, with the right sign for 65.6 % of them; at the asked second
 of the LTR test questions that offer a tempo option it exceeds 0.2 (a 15 % change) for 85 % of those answered by a
