@@ -42,7 +42,7 @@ def run(bench: str, split: str = "test", tracks: int = 60, tolerance: float = 3.
     cfg = MusTConfig()
     enc = MusicEncoder(cfg)
     ids = sorted(pd.read_parquet(Path(bench) / "parquet" / f"{split}.parquet").track_id.unique())
-    found, rate_ok, period_ok, at_time, n_tracks = [], [], [], [], 0
+    found, rate_ok, tempo_ok, at_time, n_tracks = [], [], [], [], 0
     for tid in ids:
         changes = [e for e in read_jams(Path(bench) / "jams" / f"{tid}.jams").transitions if e.kind == "tempo_change"]
         if not changes:
@@ -63,12 +63,12 @@ def run(bench: str, split: str = "test", tracks: int = 60, tolerance: float = 3.
             found.append(bool(near))
             if near:
                 rate_ok.append((sig[near[0], 1] > 0) == faster)
-                period_ok.append((sig[near[0], 2] > 0) == faster)
+                tempo_ok.append((sig[near[0], 2] > 0) == faster)
         if n_tracks == tracks:
             break
     return {"tracks": n_tracks, "tempo_changes": len(found), "located_within_3s": round(float(np.mean(found)), 3),
             "direction_by_onset_rate": round(float(np.mean(rate_ok)), 3) if rate_ok else None,
-            "direction_by_metrical_tempo": round(float(np.mean(period_ok)), 3) if period_ok else None,
+            "direction_by_metrical_tempo": round(float(np.mean(tempo_ok)), 3) if tempo_ok else None,
             "read_at_annotated_time": round(float(np.mean([v != 0 for v, _ in at_time])), 3),
             "direction_at_annotated_time": round(float(np.mean([(v > 0) == f for v, f in at_time if v != 0])), 3)}
 
