@@ -2,7 +2,8 @@
 stage 4 does (temperature, the answer constraints), score them with interval rewards, and normalise within the
 group as TRL does ((r − mean) / (std + 1e-4), std with Bessel's correction). The mean advantage of samples that start
 at 0:00, or are wider than their group's median, says which way a GRPO step pushes the policy; the greedy answer's
-IoU and width say where the policy already answers.
+IoU and width say where the policy already answers. Each reward is also scored relative to the greedy answer
+(``… over greedy``: max(0, r − r_greedy), as ``relative: true`` in a reward config makes stage 4 score it).
 
 ``python -m benchmarks.grpo_groups CHECKPOINT --bench DIR [--split val] [--limit 100] [--group 8] [--temperature 1]
 --out DIR``
@@ -19,12 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["group_advantages", "advantage_summary", "run"]
+__all__ = ["ADVANTAGES", "group_advantages", "advantage_summary", "run"]
 
 # the MTR rewards compared: name → (registered reward, parameters)
 REWARD_SPECS = {"iou": ("interval_iou", {}), "tiou": ("interval_tiou", {}),
                 "boundary exp τ=5": ("interval_boundary", {"tau": 5.0}),
                 "boundary linear τ=30": ("interval_boundary", {"tau": 30.0, "kernel": "linear"})}
+ADVANTAGES = [*REWARD_SPECS, *(f"{k} over greedy" for k in REWARD_SPECS)]  # each reward as is, and relative to greedy
 
 
 def group_advantages(rewards: np.ndarray) -> np.ndarray:
@@ -88,6 +90,7 @@ def run(checkpoint: str, bench: str, split: str = "val", limit: int = 100, group
                     answers=[list(item["answers"])] * len(texts), duration=[item["duration"]] * len(texts))
         scores = {k: np.array(fn(texts, **cols), dtype=float) for k, fn in fns.items()}
         advs = {k: group_advantages(v[:group]) for k, v in scores.items()}
+        advs |= {f"{k} over greedy": group_advantages(np.maximum(0.0, v[:group] - v[group])) for k, v in scores.items()}
         for j, text in enumerate(texts[:group]):
             start, width = _covered(text)
             rows.append({"question": item["id"], "start": start, "width": width, "iou": scores["iou"][j],
@@ -103,7 +106,7 @@ def run(checkpoint: str, bench: str, split: str = "val", limit: int = 100, group
                                        "references": round(float(np.mean([s == 0 for s, _ in ref])), 3)},
             "mean width (s)": {"samples": round(float(samples.width.mean()), 1), "greedy": round(float(best.width.mean()), 1),
                                "references": round(float(np.mean([w for _, w in ref])), 1)},
-            "mean advantage": {k: advantage_summary(samples, k) for k in REWARD_SPECS}}
+            "mean advantage": {k: advantage_summary(samples, k) for k in ADVANTAGES}}
 
 
 def main(argv: list[str] | None = None) -> int:

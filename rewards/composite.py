@@ -7,17 +7,20 @@ from typing import Any
 
 from must.config import load_config
 from rewards.base import make_reward
+from rewards.relative import improvement_over_baseline
 
-__all__ = ["RewardSpec", "RewardConfig", "load_reward_config", "build_reward_funcs", "composite_reward"]
+__all__ = ["RewardSpec", "RewardConfig", "load_reward_config", "build_reward_funcs", "composite_reward", "needs_baseline"]
 
 
 @dataclass
 class RewardSpec:
-    """One component: a registered reward name, its weight and its parameters."""
+    """One component: a registered reward name, its weight, its parameters, and whether it counts only the gain
+    over the row's ``baseline`` completion (:func:`~rewards.relative.improvement_over_baseline`)."""
 
     name: str
     weight: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
+    relative: bool = False
 
 
 @dataclass
@@ -38,7 +41,14 @@ def load_reward_config(path: str, overrides: list[str] | None = None) -> RewardC
 
 def build_reward_funcs(cfg: RewardConfig) -> tuple[list, list[float]]:
     """``(reward_funcs, reward_weights)`` for ``GRPOTrainer(reward_funcs=…, args=GRPOConfig(reward_weights=…))``."""
-    return [make_reward(s.name, **s.params) for s in cfg.rewards], [float(s.weight) for s in cfg.rewards]
+    funcs = [make_reward(s.name, **s.params) for s in cfg.rewards]
+    funcs = [improvement_over_baseline(f) if s.relative else f for f, s in zip(funcs, cfg.rewards)]
+    return funcs, [float(s.weight) for s in cfg.rewards]
+
+
+def needs_baseline(cfg: RewardConfig) -> bool:
+    """Whether any component is relative, so the trainer must supply each row's ``baseline`` completion."""
+    return any(s.relative for s in cfg.rewards)
 
 
 def composite_reward(cfg: RewardConfig):

@@ -5,9 +5,11 @@ a feature store (MusT: ``<|audio_key|> K``; an hf audio-LM: ``[K]`` before its a
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -17,14 +19,14 @@ from trl import GRPOConfig, GRPOTrainer
 
 from must.model.heard import heard_for
 from must.model.inference import answer_form_processors
-from rewards import build_reward_funcs, load_reward_config
+from rewards import build_reward_funcs, load_reward_config, needs_baseline
 from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
                            rank_world, resume_point, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced
 
-__all__ = ["GRPOStageRecipe", "score_with_full_logits", "sample_in_answer_form"]
+__all__ = ["GRPOStageRecipe", "GreedyBaseline", "score_with_full_logits", "sample_in_answer_form"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,53 @@ def sample_in_answer_form(model, tokenizer) -> None:
         return original(self, *args, logits_processor=processors, **kwargs)
 
     model.generate = types.MethodType(generate, model)
+
+
+class GreedyBaseline:
+    """Each prompt's greedy completion from the policy being trained, generated once per training step, as the
+    ``baseline`` column of relative rewards (:mod:`rewards.relative`): the answer evaluation scores, as it stands."""
+
+    def __init__(self) -> None:
+        self.trainer: GRPOTrainer | None = None
+        self._step, self._answers = -1, {}
+
+    def answers(self, prompts: list[str], step: int) -> list[str]:
+        """The policy's greedy completion of each prompt (decoded as TRL decodes its samples)."""
+        if step != self._step:
+            self._step, self._answers = step, {}
+        todo = [p for p in dict.fromkeys(prompts) if p not in self._answers]
+        if todo:
+            self._answers.update(zip(todo, self._generate(todo)))
+        return [self._answers[p] for p in prompts]
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[str]) -> list[str]:
+        trainer = self.trainer
+        tok = trainer.processing_class
+        config = copy.deepcopy(trainer.generation_config)
+        config.do_sample, config.temperature, config.top_p, config.top_k, config.min_p = False, None, None, None, None
+        model, was_training = trainer.model, trainer.model.training
+        model.eval()
+        try:
+            out, eos = [], set(trainer.eos_token_ids)
+            for p in prompts:  # one at a time: no padding to get right, and a step holds a few prompts
+                enc = tok(text=[p], return_tensors="pt", add_special_tokens=False).to(trainer.accelerator.device)
+                ids = model.generate(**enc, generation_config=config)[0, enc["input_ids"].shape[1]:].tolist()
+                ends = [i for i, t in enumerate(ids) if t in eos]
+                out.append(tok.decode(ids[: ends[0] + 1] if ends else ids, skip_special_tokens=True))
+            return out
+        finally:
+            model.train(was_training)
+
+    def wrap(self, fn: Callable) -> Callable:
+        """``fn`` called with the ``baseline`` column filled from the prompts TRL passes."""
+
+        @functools.wraps(fn)
+        def with_baseline(completions, prompts, trainer_state=None, **kwargs):
+            step = trainer_state.global_step if trainer_state is not None else 0
+            return fn(completions, prompts=prompts, baseline=self.answers(list(prompts), step), **kwargs)
+
+        return with_baseline
 
 
 class GRPOStageRecipe:
@@ -127,7 +176,11 @@ class GRPOStageRecipe:
         prompts, tok = self._prompts(model, examples)
         rows = [{"prompt": p, **{k: e[k] for k in ("task", "answer", "answers", "duration", "question", "qa_type")}}
                 for p, e in zip(prompts, examples)]
-        funcs, weights = build_reward_funcs(load_reward_config(st.rewards))
+        reward_cfg = load_reward_config(st.rewards)
+        funcs, weights = build_reward_funcs(reward_cfg)
+        baseline = GreedyBaseline() if needs_baseline(reward_cfg) else None
+        if baseline is not None:
+            funcs = [baseline.wrap(f) for f in funcs]
         args = GRPOConfig(**trainer_kwargs(st, self.sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,
                           temperature=st.temperature, max_completion_length=st.max_completion_length,
                           reward_weights=weights, log_completions=False, bf16=False,
@@ -137,6 +190,8 @@ class GRPOStageRecipe:
         self.trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
                                    processing_class=tok, peft_config=lora,
                                    callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 4)])
+        if baseline is not None:
+            baseline.trainer = self.trainer
         if self.kind == "must":
             score_with_full_logits(self.trainer.model.get_base_model(), st.temperature)
             if st.sample_in_answer_form:

@@ -746,3 +746,48 @@ def test_zero_touch_gives_every_trainable_parameter_a_zero_gradient(tiny):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and not g.any() for g in grads)
     model.zero_grad(set_to_none=True)
+
+
+def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(tiny):
+    """Relative rewards' ``baseline`` column: the policy's greedy completion of each prompt, decoded as TRL decodes
+    samples, generated once per step however many rewards and samples ask for it, and again at the next step."""
+    import copy
+    from types import SimpleNamespace
+
+    from transformers import GenerationConfig
+
+    from stages.stage4_grpo import GreedyBaseline
+
+    model, proc = copy.deepcopy(tiny[0]), tiny[1]
+    tok = proc.tokenizer
+    torch.manual_seed(1)
+    model.audio_store.update({0: torch.randn(300, model.config.feature_dim), 1: torch.randn(400, model.config.feature_dim)})
+    prompts = [proc.prompt("When is the music at its most intense?", 30.0 + 10 * k, key=k) for k in (0, 1)]
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    sampling = GenerationConfig(max_new_tokens=6, do_sample=True, temperature=1.0, top_k=0, eos_token_id=[eos],
+                                pad_token_id=tok.pad_token_id)
+    model.train()
+    trainer = SimpleNamespace(model=model, processing_class=tok, generation_config=sampling, eos_token_ids=[eos],
+                              accelerator=SimpleNamespace(device="cpu"))
+    with torch.no_grad():
+        want = []
+        for p in prompts:
+            enc = tok([p], return_tensors="pt")
+            out = model.eval().generate(**enc, max_new_tokens=6, do_sample=False, eos_token_id=eos)[0, enc["input_ids"].shape[1]:]
+            want.append(tok.decode(out, skip_special_tokens=True))
+    model.train()
+    calls = []
+    original = model.generate
+    model.generate = lambda *a, **k: calls.append(k["generation_config"].do_sample) or original(*a, **k)
+    baseline = GreedyBaseline()
+    baseline.trainer = trainer
+    seen = []
+    wrapped = baseline.wrap(lambda completions, **cols: seen.append(cols["baseline"]) or [0.0] * len(completions))
+    state = SimpleNamespace(global_step=3)
+    wrapped(["a"] * 4, prompts=[prompts[0]] * 2 + [prompts[1]] * 2, trainer_state=state, task=["MTR"] * 4)
+    wrapped(["b"] * 4, prompts=[prompts[0]] * 2 + [prompts[1]] * 2, trainer_state=state, task=["MTR"] * 4)
+    assert seen[0] == seen[1] == [want[0]] * 2 + [want[1]] * 2 and calls == [False, False]
+    assert model.training  # the trainer's mode is restored
+    state.global_step = 4
+    wrapped(["c"] * 2, prompts=[prompts[1]] * 2, trainer_state=state, task=["MTR"] * 2)
+    assert seen[2] == [want[1]] * 2 and len(calls) == 3

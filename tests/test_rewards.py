@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards import REWARDS, build_reward_funcs, composite_reward, load_reward_config, make_reward
+from rewards import REWARDS, build_reward_funcs, composite_reward, load_reward_config, make_reward, needs_baseline
 from rewards.experiment import run_experiment
 from must.timecode import format_time
 
@@ -145,6 +145,24 @@ def test_make_reward_errors_and_names():
     assert make_reward("timestamp_exp", tau=2.0).__name__ == "timestamp_exp[tau=2.0]"
 
 
+def test_improvement_over_baseline_by_hand():
+    from rewards import improvement_over_baseline
+
+    rel = improvement_over_baseline(make_reward("timestamp_exp", tau=5.0))
+    got = rel(["1:05", "1:10", "1:30", "0:50"], answer=["1:05"] * 3 + ["0:40"], task=["TSG"] * 4,
+              baseline=["1:10", "1:10", "1:10", "0:40"])
+    # own rewards 1, e^-1, e^-5, e^-2 against the baselines' e^-1, e^-1, e^-1, 1
+    assert got == pytest.approx([1 - math.exp(-1), 0.0, 0.0, 0.0])
+    iou = improvement_over_baseline(REWARDS["interval_iou"])
+    # IoU 1 and 1/2, against a baseline [0:10, 0:30] with IoU 1/3; [0:10, 0:40] (1/4) gains nothing; an LTR row stays out
+    got = iou(["0:00-0:20", "0:00-0:10", "0:10-0:40", "B"], answer=["0:00-0:20"] * 3 + ["B"], task=["MTR"] * 3 + ["LTR"],
+              baseline=["0:10-0:30"] * 3 + ["A"])
+    assert got[:3] == pytest.approx([2 / 3, 1 / 6, 0.0]) and got[3] is None
+    assert iou.__name__ == "interval_iou>baseline"
+    with pytest.raises(ValueError, match="baseline"):
+        rel(["1:05"], answer=["1:05"], task=["TSG"])
+
+
 def test_composite_from_yaml(tmp_path):
     p = tmp_path / "r.yaml"
     p.write_text("name: mix\nrewards:\n  - {name: timestamp_hit, weight: 2.0}\n  - {name: format_parsable, weight: 0.5}\n"
@@ -161,6 +179,11 @@ def test_composite_from_yaml(tmp_path):
     with pytest.raises(Exception, match="unknown key"):
         load_reward_config(str(bad))
     assert load_reward_config("rewards/default.yaml").name == "default"
+    over = load_reward_config("rewards/over-greedy.yaml")
+    funcs, _ = build_reward_funcs(over)
+    assert needs_baseline(over) and not needs_baseline(cfg)
+    assert [f.__name__ for f in funcs][:2] == ["timestamp_exp[tau=5.0]>baseline", "interval_iou>baseline"]
+    assert funcs[4].__name__ == "format_parsable"  # penalties stay absolute
 
 
 def test_experiment_on_a_built_benchmark(tiny_bench):

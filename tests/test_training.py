@@ -176,9 +176,21 @@ def test_heard_events_in_the_prompt_through_stages_2_to_4(smoke_run, tmp_path):
 
 
 def test_grpo_group_diagnostic_runs_on_a_trained_checkpoint(smoke_run):
-    from benchmarks.grpo_groups import REWARD_SPECS, run
+    from benchmarks.grpo_groups import ADVANTAGES, REWARD_SPECS, run
 
     out = run(str(smoke_run / "stage4_grpo" / "final"), str(smoke_run.parent / "bench"), split="val", limit=2, group=3)
     assert out["questions"] == 2 and 0 <= out["sample IoU"] <= 100 and 0 <= out["greedy IoU"] <= 100
-    assert set(out["mean advantage"]) == set(REWARD_SPECS)
+    assert set(out["mean advantage"]) == set(ADVANTAGES) and set(REWARD_SPECS) < set(ADVANTAGES)
     assert all(0 <= v <= 1 for v in out["share starting at 0:00"].values())
+
+
+def test_grpo_with_rewards_relative_to_the_greedy_answer(smoke_run, tmp_path):
+    """``rewards/over-greedy.yaml``: stage 4 fills the relative rewards' baseline column with the policy's greedy
+    answers and TRL logs them under their own names."""
+    out = tmp_path / "run"
+    _copy_earlier_stages(smoke_run, out, 4)
+    train(out, "stage4.rewards=rewards/over-greedy.yaml", "stage4.max_steps=3", "val_items=0", stage="4")
+    logged = [json.loads(x) for x in (out / "stage4_grpo" / "metrics.jsonl").read_text().splitlines()]
+    names = {k for row in logged for k in row}
+    assert {"rewards/interval_iou>baseline/mean", "rewards/format_parsable/mean"} <= names, sorted(names)
+    assert (out / "stage4_grpo" / "final" / "model.safetensors").exists()
