@@ -4,7 +4,8 @@ For each config: the reward distribution per task; Spearman rank correlation bet
 the benchmark's own per-item metric (TSG Hit@3s, MTR IoU, accuracy, TAD semantic+METEOR); the share of
 groups (several completions of one question) whose rewards are all equal — a dead GRPO signal; and
 reward-hacking probes (whole-track interval, a timestamp every 5 s, every option letter, empty, the
-question copied back), each compared with the reward the reference answer gets.
+question copied back), each compared with the reward the reference answer gets. Configs with relative rewards
+(``relative: true``) are scored against a baseline answer per question — e.g. a model's greedy predictions.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from bench.io import iter_jsonl
 from bench.scoring import TextScorer, score_item
 from must.timecode import format_interval, format_time
-from rewards.composite import RewardConfig, composite_reward
+from rewards.composite import RewardConfig, composite_reward, needs_baseline
 
 __all__ = ["load_completions", "item_metric", "probes", "run_experiment", "PROBES"]
 
@@ -67,24 +68,36 @@ def probes(item: dict[str, Any]) -> dict[str, str]:
             "every_letter": "A B C D E F", "empty": "", "copied_question": str(item["question"])}
 
 
-def _columns(items: list[dict[str, Any]]) -> dict[str, list]:
-    return {"task": [i["task"] for i in items], "answer": [i["answer"] for i in items],
+def _columns(items: list[dict[str, Any]], baseline: dict[str, str] | None = None) -> dict[str, list]:
+    cols = {"task": [i["task"] for i in items], "answer": [i["answer"] for i in items],
             "answers": [list(i["answers"]) for i in items], "duration": [i.get("duration") for i in items],
             "question": [i["question"] for i in items], "qa_type": [i.get("qa_type") for i in items]}
+    if baseline is not None:
+        cols["baseline"] = [baseline[str(i["id"])] for i in items]
+    return cols
 
 
 def run_experiment(bench: pd.DataFrame, completions: dict[str, list[str]], configs: list[RewardConfig],
-                   max_probe_items: int = 100, semantic_model: str | None = None) -> dict[str, Any]:
-    """Everything the ``rewards`` command reports, as a JSON-ready dict."""
+                   max_probe_items: int = 100, semantic_model: str | None = None,
+                   baseline: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything the ``rewards`` command reports, as a JSON-ready dict. ``baseline``: one answer per question id,
+    which relative rewards are scored against (needed when a config has any; completions of other questions are
+    left out then)."""
     by_id = {str(r["id"]): r for r in bench.to_dict("records")}
+    relative = [c.name for c in configs if needs_baseline(c)]
+    if relative and baseline is None:
+        raise ValueError(f"reward config(s) {relative} score relative to a baseline answer: give one per question "
+                         "(e.g. a model's greedy predictions)")
+    if baseline is not None:
+        by_id = {k: v for k, v in by_id.items() if k in baseline}
     pairs = [(by_id[k], c) for k, cs in sorted(completions.items()) if k in by_id for c in cs]
     if not pairs:
-        raise ValueError("no completion matches a benchmark id")
+        raise ValueError("no completion matches a benchmark id" + (" with a baseline answer" if baseline is not None else ""))
     items = [p[0] for p in pairs]
     texts = [p[1] for p in pairs]
     scorer = TextScorer(semantic_model)
     metric = np.array([item_metric(i, c, scorer) for i, c in pairs])
-    cols = _columns(items)
+    cols = _columns(items, baseline)
     probe_items = []
     for task in sorted({i["task"] for i in items}):
         probe_items += [i for i in by_id.values() if i["task"] == task][:max_probe_items]
@@ -115,7 +128,7 @@ def run_experiment(bench: pd.DataFrame, completions: dict[str, list[str]], confi
         probe_scores: dict[str, dict[str, float]] = defaultdict(dict)
         for name in PROBES:
             ptexts = [probes(i)[name] for i in probe_items]
-            vals = f(ptexts, **_columns(probe_items))
+            vals = f(ptexts, **_columns(probe_items, baseline))
             for task in sorted({i["task"] for i in probe_items}):
                 v = [x for x, i in zip(vals, probe_items) if i["task"] == task and x is not None]
                 if v:

@@ -200,3 +200,42 @@ def test_experiment_on_a_built_benchmark(tiny_bench):
     assert d["probes"]["MTR"]["whole_track"] < d["probes"]["MTR"]["reference"]
     assert d["probes"]["LTR"]["every_letter"] < d["probes"]["LTR"]["reference"]
     assert d["probes"]["TSG"]["empty"] == 0.0
+
+
+def test_experiment_scores_relative_rewards_against_a_baseline(tiny_bench):
+    from bench.io import load_bench
+
+    bench = load_bench(tiny_bench)
+    tsg = bench[bench.task == "TSG"].head(3)
+    completions = {str(r["id"]): [str(r["answer"]), "garbage"] for r in tsg.to_dict("records")}
+    over = load_reward_config("rewards/over-greedy.yaml")
+    with pytest.raises(ValueError, match="over-greedy"):
+        run_experiment(bench, completions, [over])
+    # against a baseline that is already right, nothing gains: the right answer's reward is the format bonus alone
+    right = {str(r["id"]): str(r["answer"]) for r in tsg.to_dict("records")}
+    res = run_experiment(bench, completions, [over], baseline=right)
+    vals = res["configs"]["over-greedy"]["per_task"]["TSG"]["values"]
+    assert res["n_completions"] == 6 and max(vals) == pytest.approx(0.2)
+    wrong = dict.fromkeys(right, "garbage")
+    res = run_experiment(bench, completions, [over], baseline=wrong)
+    assert max(res["configs"]["over-greedy"]["per_task"]["TSG"]["values"]) == pytest.approx(1.2)
+
+
+def test_rewards_command_with_a_baseline_run(tiny_bench, tmp_path):
+    import json
+
+    from bench.io import load_bench
+    from must.cli import main
+
+    tsg = load_bench(tiny_bench).query("task == 'TSG'").head(4).to_dict("records")
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps({"id": r["id"], "completions": [r["answer"], "0:00"]}) + "\n"
+                                                    for r in tsg))
+    (tmp_path / "greedy.jsonl").write_text("".join(json.dumps({"id": r["id"], "prediction": "0:00"}) + "\n" for r in tsg))
+    args = ["rewards", "--bench", str(tiny_bench), "--completions", str(tmp_path / "samples.jsonl"), "--config",
+            "rewards/default.yaml", "rewards/over-greedy.yaml", "--out", str(tmp_path / "out")]
+    assert main(args) == 2  # relative rewards without --baseline: a message, no traceback
+    assert main([*args, "--baseline", str(tmp_path / "greedy.jsonl")]) == 0
+    res = json.loads((tmp_path / "out" / "rewards.json").read_text())
+    assert set(res["configs"]) == {"default", "over-greedy"} and res["n_completions"] == 8
+    # a sample equal to the baseline "0:00" gains nothing: only the format bonus (0.2) and the range term remain
+    assert min(res["configs"]["over-greedy"]["per_task"]["TSG"]["values"]) == pytest.approx(0.2)

@@ -1,4 +1,5 @@
-"""``must-bench rewards --bench DIR --completions RUN_OR_JSONL [...] --config YAML [...] --out DIR``: compare rewards."""
+"""``must-bench rewards --bench DIR --completions RUN_OR_JSONL [...] --config YAML [...] [--baseline RUN_OR_JSONL] --out DIR``:
+compare rewards."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--completions", nargs="+", required=True,
                    help="evaluation run directories or JSONL (id + prediction/completion/completions); several add samples")
     p.add_argument("--config", nargs="+", default=["rewards/default.yaml"], help="reward config YAML(s), compared side by side")
+    p.add_argument("--baseline", default=None,
+                   help="evaluation run directory or JSONL with one answer per question (e.g. greedy predictions), "
+                   "which relative rewards (relative: true) are scored against")
     p.add_argument("--out", required=True)
     p.add_argument("--list", action="store_true", help="only list the registered rewards")
     p.set_defaults(func=run)
@@ -29,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the experiment, print the tables, write rewards.json and rewards.png."""
     from bench.io import load_bench
-    from rewards import REWARDS, load_reward_config
+    from rewards import REWARDS, load_reward_config, needs_baseline
     from rewards.experiment import PROBES, load_completions, plot_distributions, run_experiment
 
     console = Console(width=max(Console().width, 120))
@@ -38,7 +42,16 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"{name:20s} {(fn.__doc__ or '').splitlines()[0]}")
         return 0
     configs = [load_reward_config(c) for c in args.config]
-    result = run_experiment(load_bench(args.bench, args.split), load_completions(args.completions), configs)
+    relative = [c.name for c in configs if needs_baseline(c)]
+    if relative and not args.baseline:
+        console.print(f"[red]reward config(s) {relative} score relative to a baseline answer: pass --baseline RUN_OR_JSONL "
+                      "(e.g. the greedy predictions of the model the completions were sampled from)")
+        return 2
+    baseline = None
+    if args.baseline:
+        baseline = {k: v[0] for k, v in load_completions([args.baseline]).items()}
+    result = run_experiment(load_bench(args.bench, args.split), load_completions(args.completions), configs,
+                            baseline=baseline)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "rewards.json").write_text(json.dumps(result, indent=1))
