@@ -159,6 +159,27 @@ def test_report_and_cli(tiny_bench, tmp_path):
         assert (tmp_path / "rep" / png).stat().st_size > 5000
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert [r["name"] for r in data["runs"]] == ["oracle", "random"]
+    assert "## Paired with oracle — random" in md
+    tsg = next(x for x in data["paired_with_first"]["random"] if x["metric"] == "TSG Hit@3s")
+    assert tsg["difference"] < 0 and tsg["higher"] == 0  # the oracle hits every time
+
+
+def test_paired_differences_by_hand():
+    from bench.evaluate.report import paired_differences
+
+    def run(tsg_hits, ious):
+        items = [{"id": f"t{k}", "task": "TSG", "scores": {"hit": h}} for k, h in enumerate(tsg_hits)]
+        return {"items": items + [{"id": f"m{k}", "task": "MTR", "scores": {"iou": v, "f1": v}} for k, v in enumerate(ious)]}
+
+    a, b = run([1, 0, 0, 1], [0.5, 0.2]), run([1, 1, 0, 0], [0.7, 0.2])
+    b["items"].append({"id": "t9", "task": "TSG", "scores": {"hit": 1.0}})  # answered by one run only: left out
+    rows = {r["metric"]: r for r in paired_differences(a, b)}
+    # TSG differences 0, +1, 0, -1: mean 0, sample std sqrt(2/3), SE sqrt(2/3)/2
+    assert rows["TSG Hit@3s"] == {"metric": "TSG Hit@3s", "n": 4, "difference": 0.0,
+                                  "standard_error": round(100 * (2 / 3) ** 0.5 / 2, 2), "higher": 1, "lower": 1}
+    # IoU differences +0.2, 0: mean 0.1, SE 0.1
+    assert rows["MTR IoU"]["difference"] == 10.0 and rows["MTR IoU"]["standard_error"] == 10.0
+    assert set(rows) == {"TSG Hit@3s", "MTR IoU", "MTR F1"}
 
 
 def test_unknown_model_spec():

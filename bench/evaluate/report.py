@@ -1,7 +1,7 @@
 """``must-bench report RUN [RUN ...] --out DIR``: compare runs side by side (Markdown, JSON, PNG plots).
 
-Writes ``report.md`` (leaderboard in MusTBench's column order, AVQA buckets, worst items per run),
-``report.json``, and plots: ``tasks.png`` (per-task scores), ``tsg_errors.png`` (TSG absolute time
+Writes ``report.md`` (leaderboard in MusTBench's column order, AVQA buckets, each later run's paired differences from
+the first on the questions both answered, worst items per run), ``report.json``, and plots: ``tasks.png`` (per-task scores), ``tsg_errors.png`` (TSG absolute time
 error histogram), ``mtr_iou.png`` (MTR IoU distribution), ``letters.png`` (LTR/GTO letter confusion).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_run", "leaderboard_rows", "write_report", "COLUMNS"]
+__all__ = ["load_run", "leaderboard_rows", "paired_differences", "write_report", "COLUMNS", "ITEM_METRICS"]
 
 COLUMNS = [("TSG_onset", "TSG on"), ("TSG_offset", "TSG off"), ("LTR", "LTR"), ("TAD_METEOR", "METEOR"),
            ("TAD_semantic", "semantic"), ("GTO", "GTO"), ("MTR_IoU", "IoU"), ("MTR_F1", "F1"), ("overall", "overall")]
@@ -34,6 +34,34 @@ def load_run(path: str | Path) -> dict[str, Any]:
     items = sorted(lines.values(), key=lambda i: i["id"])
     return {"name": meta.get("model_name") or p.name, "path": str(p), "scores": json.loads(scores_file.read_text()),
             "items": items, "meta": meta}
+
+
+# per-item scores compared between runs: (task, score key, label)
+ITEM_METRICS = [("TSG", "hit", "TSG Hit@3s"), ("LTR", "correct", "LTR"), ("TAD", "meteor", "TAD METEOR"),
+                ("TAD", "semantic", "TAD semantic"), ("GTO", "correct", "GTO"), ("MTR", "iou", "MTR IoU"),
+                ("MTR", "f1", "MTR F1"), ("AVQA", "correct", "AVQA")]
+
+
+def paired_differences(base: dict[str, Any], other: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per metric of :data:`ITEM_METRICS`, ``other`` minus ``base`` on the questions both runs scored: ``n``, the mean
+    difference and its standard error (sample std of the per-question differences / √n), in points (×100), and how
+    many questions it scores higher and lower on. Two runs of one benchmark differ by less than their sampling error
+    when compared this way, since each question's difficulty cancels."""
+    def scored(run: dict[str, Any], task: str, key: str) -> dict[str, float]:
+        return {i["id"]: float(i["scores"][key]) for i in run["items"]
+                if i["task"] == task and key in (i.get("scores") or {})}
+
+    rows = []
+    for task, key, label in ITEM_METRICS:
+        a, b = scored(base, task, key), scored(other, task, key)
+        common = sorted(set(a) & set(b))
+        if not common:
+            continue
+        d = np.array([b[k] - a[k] for k in common])
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        rows.append({"metric": label, "n": len(d), "difference": round(100 * float(d.mean()), 2),
+                     "standard_error": round(100 * se, 2), "higher": int((d > 0).sum()), "lower": int((d < 0).sum())})
+    return rows
 
 
 def leaderboard_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
@@ -157,6 +185,13 @@ def write_report(run_paths: list[str | Path], out: str | Path) -> dict[str, Any]
     if any("AVQA" in r["scores"] for r in runs):
         header, rows = _avqa_rows(runs)
         md += ["## AVQA accuracy (MUSIC-AVQA protocol, %)", "", _md_table(header, rows), ""]
+    paired = {r["name"]: paired_differences(runs[0], r) for r in runs[1:]}
+    for name, rows in paired.items():
+        md += [f"## Paired with {runs[0]['name']} — {name}", "",
+               "Differences in points on the questions both runs scored (± one standard error of the mean difference).", "",
+               _md_table(["metric", "questions", "difference", "higher", "lower"],
+                         [[x["metric"], str(x["n"]), f"{x['difference']:+.1f} ± {x['standard_error']:.1f}", str(x["higher"]),
+                           str(x["lower"])] for x in rows]), ""]
     md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     md += ["## Unparsed answers and errors", "", _md_table(
         ["model", "unparsed", "errors", "items"],
@@ -165,6 +200,7 @@ def write_report(run_paths: list[str | Path], out: str | Path) -> dict[str, Any]
     for r in runs:
         md += [f"## Worst items — {r['name']}", "", "| task | question | reference | answer |", "|---|---|---|---|", *_worst(r), ""]
     (out / "report.md").write_text("\n".join(md))
-    data = {"runs": [{"name": r["name"], "path": r["path"], "scores": r["scores"]} for r in runs], "plots": plots}
+    data = {"runs": [{"name": r["name"], "path": r["path"], "scores": r["scores"]} for r in runs], "plots": plots,
+            "paired_with_first": paired}
     (out / "report.json").write_text(json.dumps(data, indent=2))
     return data
