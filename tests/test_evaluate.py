@@ -152,15 +152,17 @@ def test_hf_adapter_with_a_tiny_local_model(tiny_bench, tmp_path):
 def test_report_and_cli(tiny_bench, tmp_path):
     for m in ("oracle", "random"):
         assert main(["evaluate", "--model", m, "--bench", str(tiny_bench), "--out", str(tmp_path / m), "--no-progress"]) == 0
-    assert main(["report", str(tmp_path / "oracle"), str(tmp_path / "random"), "--out", str(tmp_path / "rep")]) == 0
+    shutil.copytree(tmp_path / "random", tmp_path / "random2")  # the same model twice: told apart by run directory
+    assert main(["report", str(tmp_path / "oracle"), str(tmp_path / "random"), str(tmp_path / "random2"),
+                 "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| oracle | 100.0 | 100.0 | 100.0 |" in md and "random" in md
     for png in ("tasks.png", "tsg_errors.png", "mtr_iou.png", "letters.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 5000
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert [r["name"] for r in data["runs"]] == ["oracle", "random"]
-    assert "## Paired with oracle — random" in md
-    tsg = next(x for x in data["paired_with_first"]["random"] if x["metric"] == "TSG Hit@3s")
+    assert [r["name"] for r in data["runs"]] == ["oracle", "random (random)", "random (random2)"]
+    assert "## Paired with oracle — random (random2)" in md
+    tsg = next(x for x in data["paired_with_first"]["random (random)"] if x["metric"] == "TSG")
     assert tsg["difference"] < 0 and tsg["higher"] == 0  # the oracle hits every time
 
 
@@ -168,18 +170,22 @@ def test_paired_differences_by_hand():
     from bench.evaluate.report import paired_differences
 
     def run(tsg_hits, ious):
-        items = [{"id": f"t{k}", "task": "TSG", "scores": {"hit": h}} for k, h in enumerate(tsg_hits)]
+        items = [{"id": f"t{k}", "task": "TSG", "kind": "onset", "scores": {"hit": h}} for k, h in enumerate(tsg_hits)]
+        items.append({"id": "off", "task": "TSG", "kind": "offset", "scores": {"hit": 0.0}})
         return {"items": items + [{"id": f"m{k}", "task": "MTR", "scores": {"iou": v, "f1": v}} for k, v in enumerate(ious)]}
 
     a, b = run([1, 0, 0, 1], [0.5, 0.2]), run([1, 1, 0, 0], [0.7, 0.2])
-    b["items"].append({"id": "t9", "task": "TSG", "scores": {"hit": 1.0}})  # answered by one run only: left out
+    b["items"].append({"id": "t9", "task": "TSG", "kind": "onset", "scores": {"hit": 1.0}})  # one run only: left out
+    b["items"][4]["scores"]["hit"] = 1.0  # the offset question: +1 (one question, no standard error)
     rows = {r["metric"]: r for r in paired_differences(a, b)}
-    # TSG differences 0, +1, 0, -1: mean 0, sample std sqrt(2/3), SE sqrt(2/3)/2
-    assert rows["TSG Hit@3s"] == {"metric": "TSG Hit@3s", "n": 4, "difference": 0.0,
-                                  "standard_error": round(100 * (2 / 3) ** 0.5 / 2, 2), "higher": 1, "lower": 1}
+    # onset differences 0, +1, 0, -1: mean 0, sample std sqrt(2/3), SE sqrt(2/3)/2
+    se = round(100 * (2 / 3) ** 0.5 / 2, 2)
+    assert rows["TSG onset"] == {"metric": "TSG onset", "n": 4, "difference": 0.0, "standard_error": se, "higher": 1, "lower": 1}
+    assert rows["TSG offset"]["difference"] == 100.0 and rows["TSG"]["difference"] == 50.0  # TSG: their mean
+    assert rows["TSG"]["n"] == 5 and rows["TSG"]["higher"] == 2
     # IoU differences +0.2, 0: mean 0.1, SE 0.1
     assert rows["MTR IoU"]["difference"] == 10.0 and rows["MTR IoU"]["standard_error"] == 10.0
-    assert set(rows) == {"TSG Hit@3s", "MTR IoU", "MTR F1"}
+    assert list(rows) == ["TSG onset", "TSG offset", "TSG", "MTR IoU", "MTR F1"]
 
 
 def test_unknown_model_spec():

@@ -1,8 +1,9 @@
 """``must-bench report RUN [RUN ...] --out DIR``: compare runs side by side (Markdown, JSON, PNG plots).
 
-Writes ``report.md`` (leaderboard in MusTBench's column order, AVQA buckets, each later run's paired differences from
-the first on the questions both answered, worst items per run), ``report.json``, and plots: ``tasks.png`` (per-task scores), ``tsg_errors.png`` (TSG absolute time
-error histogram), ``mtr_iou.png`` (MTR IoU distribution), ``letters.png`` (LTR/GTO letter confusion).
+Writes ``report.md`` (leaderboard in MusTBench's column order, AVQA buckets, each later run's paired differences
+from the first on the questions both answered, worst items per run), ``report.json``, and plots: ``tasks.png``
+(per-task scores), ``tsg_errors.png`` (TSG absolute time error histogram), ``mtr_iou.png`` (MTR IoU distribution),
+``letters.png`` (LTR/GTO letter confusion).
 """
 
 from __future__ import annotations
@@ -36,24 +37,26 @@ def load_run(path: str | Path) -> dict[str, Any]:
             "items": items, "meta": meta}
 
 
-# per-item scores compared between runs: (task, score key, label)
-ITEM_METRICS = [("TSG", "hit", "TSG Hit@3s"), ("LTR", "correct", "LTR"), ("TAD", "meteor", "TAD METEOR"),
-                ("TAD", "semantic", "TAD semantic"), ("GTO", "correct", "GTO"), ("MTR", "iou", "MTR IoU"),
-                ("MTR", "f1", "MTR F1"), ("AVQA", "correct", "AVQA")]
+# per-item scores compared between runs: (task, score key, TSG question kind or None, label)
+ITEM_METRICS = [("TSG", "hit", "onset", "TSG onset"), ("TSG", "hit", "offset", "TSG offset"),
+                ("LTR", "correct", None, "LTR"), ("TAD", "meteor", None, "TAD METEOR"),
+                ("TAD", "semantic", None, "TAD semantic"), ("GTO", "correct", None, "GTO"), ("MTR", "iou", None, "MTR IoU"),
+                ("MTR", "f1", None, "MTR F1"), ("AVQA", "correct", None, "AVQA")]
 
 
 def paired_differences(base: dict[str, Any], other: dict[str, Any]) -> list[dict[str, Any]]:
     """Per metric of :data:`ITEM_METRICS`, ``other`` minus ``base`` on the questions both runs scored: ``n``, the mean
     difference and its standard error (sample std of the per-question differences / √n), in points (×100), and how
-    many questions it scores higher and lower on. Two runs of one benchmark differ by less than their sampling error
-    when compared this way, since each question's difficulty cancels."""
-    def scored(run: dict[str, Any], task: str, key: str) -> dict[str, float]:
+    many questions it scores higher and lower on; plus ``TSG``, the mean of the onset and offset rows as the
+    benchmark averages them. Compared this way each question's difficulty cancels, so two runs of one benchmark
+    can differ significantly by less than either score's own sampling error."""
+    def scored(run: dict[str, Any], task: str, key: str, kind: str | None) -> dict[str, float]:
         return {i["id"]: float(i["scores"][key]) for i in run["items"]
-                if i["task"] == task and key in (i.get("scores") or {})}
+                if i["task"] == task and key in (i.get("scores") or {}) and (kind is None or i.get("kind") == kind)}
 
     rows = []
-    for task, key, label in ITEM_METRICS:
-        a, b = scored(base, task, key), scored(other, task, key)
+    for task, key, kind, label in ITEM_METRICS:
+        a, b = scored(base, task, key, kind), scored(other, task, key, kind)
         common = sorted(set(a) & set(b))
         if not common:
             continue
@@ -61,6 +64,13 @@ def paired_differences(base: dict[str, Any], other: dict[str, Any]) -> list[dict
         se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
         rows.append({"metric": label, "n": len(d), "difference": round(100 * float(d.mean()), 2),
                      "standard_error": round(100 * se, 2), "higher": int((d > 0).sum()), "lower": int((d < 0).sum())})
+    halves = [r for r in rows if r["metric"] in ("TSG onset", "TSG offset")]
+    if len(halves) == 2:
+        on, off = halves
+        rows.insert(2, {"metric": "TSG", "n": on["n"] + off["n"],
+                        "difference": round((on["difference"] + off["difference"]) / 2, 2),
+                        "standard_error": round(float(np.hypot(on["standard_error"], off["standard_error"])) / 2, 2),
+                        "higher": on["higher"] + off["higher"], "lower": on["lower"] + off["lower"]})
     return rows
 
 
@@ -179,6 +189,10 @@ def write_report(run_paths: list[str | Path], out: str | Path) -> dict[str, Any]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = [load_run(p) for p in run_paths]
+    shared = {n for n in (r["name"] for r in runs) if sum(x["name"] == n for x in runs) > 1}
+    for r in runs:  # two checkpoints' stages share a name (must:stage4_grpo): tell them apart by their run directories
+        if r["name"] in shared:
+            r["name"] = f"{r['name']} ({Path(r['path']).name})"
     plots = _plots(runs, out)
     md = ["# must-bench report", "", "## Leaderboard (MusTBench order, %)", "",
           _md_table(["model"] + [lab for _, lab in COLUMNS], leaderboard_rows(runs)), ""]
@@ -190,8 +204,8 @@ def write_report(run_paths: list[str | Path], out: str | Path) -> dict[str, Any]
         md += [f"## Paired with {runs[0]['name']} — {name}", "",
                "Differences in points on the questions both runs scored (± one standard error of the mean difference).", "",
                _md_table(["metric", "questions", "difference", "higher", "lower"],
-                         [[x["metric"], str(x["n"]), f"{x['difference']:+.1f} ± {x['standard_error']:.1f}", str(x["higher"]),
-                           str(x["lower"])] for x in rows]), ""]
+                         [[x["metric"], str(x["n"]), f"{x['difference']:+.1f} ± {x['standard_error']:.1f}",
+                           str(x["higher"]), str(x["lower"])] for x in rows]), ""]
     md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     md += ["## Unparsed answers and errors", "", _md_table(
         ["model", "unparsed", "errors", "items"],

@@ -1,5 +1,5 @@
-"""``must-bench rewards --bench DIR --completions RUN_OR_JSONL [...] --config YAML [...] [--baseline RUN_OR_JSONL] --out DIR``:
-compare rewards."""
+"""``must-bench rewards --bench DIR --completions RUN_OR_JSONL [...] --config YAML [...] [--baseline RUN_OR_JSONL]
+--out DIR``: compare rewards."""
 
 from __future__ import annotations
 
