@@ -30,7 +30,9 @@ def improvement_over_baseline(fn: RewardFunc, baseline_column: str = "baseline")
         if any(b is None for b in baseline):
             raise ValueError(f"{fn.__name__} relative to a baseline needs the {baseline_column!r} column")
         columns = {k: v for k, v in kwargs.items() if k != baseline_column}
-        own, base = fn(completions, **columns), fn(list(baseline), **columns)
+        # TRL's completion_ids are the samples' tokens, not the baseline's
+        base = fn(list(baseline), **{k: v for k, v in columns.items() if k != "completion_ids"})
+        own = fn(completions, **columns)
         return [None if r is None else max(0.0, float(r) - float(b or 0.0)) for r, b in zip(own, base)]
 
     relative.__name__ = f"{fn.__name__}>{baseline_column}"
