@@ -22,7 +22,7 @@ from bench.scoring import TextScorer, score_item
 from must.timecode import format_interval, format_time
 from rewards.composite import RewardConfig, composite_reward, needs_baseline
 
-__all__ = ["load_completions", "item_metric", "probes", "run_experiment", "PROBES"]
+__all__ = ["load_completions", "item_metric", "probes", "baseline_problem", "run_experiment", "PROBES"]
 
 PROBES = ("reference", "whole_track", "many_timestamps", "every_letter", "empty", "copied_question")
 
@@ -77,6 +77,15 @@ def _columns(items: list[dict[str, Any]], baseline: dict[str, str] | None = None
     return cols
 
 
+def baseline_problem(configs: list[RewardConfig], baseline: dict[str, str] | None) -> str | None:
+    """Why ``configs`` cannot be scored without a baseline answer per question, or ``None`` when they can."""
+    relative = [c.name for c in configs if needs_baseline(c)]
+    if relative and baseline is None:
+        return (f"reward config(s) {relative} score relative to a baseline answer: give one per question "
+                "(--baseline RUN_OR_JSONL, e.g. the greedy predictions of the model the completions were sampled from)")
+    return None
+
+
 def run_experiment(bench: pd.DataFrame, completions: dict[str, list[str]], configs: list[RewardConfig],
                    max_probe_items: int = 100, semantic_model: str | None = None,
                    baseline: dict[str, str] | None = None) -> dict[str, Any]:
@@ -84,10 +93,9 @@ def run_experiment(bench: pd.DataFrame, completions: dict[str, list[str]], confi
     which relative rewards are scored against (needed when a config has any; completions of other questions are
     left out then)."""
     by_id = {str(r["id"]): r for r in bench.to_dict("records")}
-    relative = [c.name for c in configs if needs_baseline(c)]
-    if relative and baseline is None:
-        raise ValueError(f"reward config(s) {relative} score relative to a baseline answer: give one per question "
-                         "(e.g. a model's greedy predictions)")
+    problem = baseline_problem(configs, baseline)
+    if problem:
+        raise ValueError(problem)
     if baseline is not None:
         by_id = {k: v for k, v in by_id.items() if k in baseline}
     pairs = [(by_id[k], c) for k, cs in sorted(completions.items()) if k in by_id for c in cs]

@@ -67,10 +67,11 @@ def paired_differences(base: dict[str, Any], other: dict[str, Any]) -> list[dict
     halves = [r for r in rows if r["metric"] in ("TSG onset", "TSG offset")]
     if len(halves) == 2:
         on, off = halves
-        rows.insert(2, {"metric": "TSG", "n": on["n"] + off["n"],
-                        "difference": round((on["difference"] + off["difference"]) / 2, 2),
-                        "standard_error": round(float(np.hypot(on["standard_error"], off["standard_error"])) / 2, 2),
-                        "higher": on["higher"] + off["higher"], "lower": on["lower"] + off["lower"]})
+        rows.insert(rows.index(off) + 1, {"metric": "TSG", "n": on["n"] + off["n"],
+                                          "difference": round((on["difference"] + off["difference"]) / 2, 2),
+                                          "standard_error": round(float(np.hypot(on["standard_error"],
+                                                                                 off["standard_error"])) / 2, 2),
+                                          "higher": on["higher"] + off["higher"], "lower": on["lower"] + off["lower"]})
     return rows
 
 

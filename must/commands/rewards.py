@@ -33,8 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the experiment, print the tables, write rewards.json and rewards.png."""
     from bench.io import load_bench
-    from rewards import REWARDS, load_reward_config, needs_baseline
-    from rewards.experiment import PROBES, load_completions, plot_distributions, run_experiment
+    from rewards import REWARDS, load_reward_config
+    from rewards.experiment import PROBES, baseline_problem, load_completions, plot_distributions, run_experiment
 
     console = Console(width=max(Console().width, 120))
     if args.list:
@@ -42,14 +42,11 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"{name:20s} {(fn.__doc__ or '').splitlines()[0]}")
         return 0
     configs = [load_reward_config(c) for c in args.config]
-    relative = [c.name for c in configs if needs_baseline(c)]
-    if relative and not args.baseline:
-        console.print(f"[red]reward config(s) {relative} score relative to a baseline answer: pass --baseline RUN_OR_JSONL "
-                      "(e.g. the greedy predictions of the model the completions were sampled from)")
+    baseline = {k: v[0] for k, v in load_completions([args.baseline]).items()} if args.baseline else None
+    problem = baseline_problem(configs, baseline)
+    if problem:
+        console.print(f"[red]{problem}")
         return 2
-    baseline = None
-    if args.baseline:
-        baseline = {k: v[0] for k, v in load_completions([args.baseline]).items()}
     result = run_experiment(load_bench(args.bench, args.split), load_completions(args.completions), configs,
                             baseline=baseline)
     out = Path(args.out)
