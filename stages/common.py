@@ -18,7 +18,7 @@ from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import LoopConfig, TrainConfig
 from stages.data import SOURCES
 
-__all__ = ["rank_world", "stage_dir", "is_done", "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger",
+__all__ = ["rank_world", "usable_cpus", "threads_per_process", "stage_dir", "is_done", "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger",
            "resume_point", "new_must_model", "load_must", "save_any", "validate", "barrier", "append_metrics",
            "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder", "features_tag",
            "PROJECTOR_OPTIONS"]
@@ -30,6 +30,26 @@ STAGES = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"
 def rank_world() -> tuple[int, int]:
     """This process's rank and the world size (0, 1 outside torchrun)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: ``taskset``, a SLURM or container cpuset), not the
+    machine's count — threads beyond them only wait for each other."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 2
+
+
+def threads_per_process(world: int) -> int:
+    """Intra-op threads for each of ``world`` processes: ``OMP_NUM_THREADS`` when set, else the usable CPUs shared."""
+    # Two runs side by side with more threads than cores wait at every small op's barrier for a thread the other
+    # run holds the core of: GRPO went from ~1 s to 17-35 s per step (docs/training-log.md), so a user's
+    # OMP_NUM_THREADS must win over the share computed here.
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, usable_cpus() // world)
 
 
 def barrier() -> None:

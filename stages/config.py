@@ -118,6 +118,9 @@ class GRPOStage(LoopConfig):
     # modules trained fully beside the LoRA adapters (MusT: e.g. ``time_query``, the pointer's query, which decides
     # every written time; empty: the LM's LoRA adapters only)
     modules_to_save: list[str] = field(default_factory=list)
+    # TRL turns it on by default to save memory on large policies; MusT-small needs none and would recompute every
+    # layer's forward in the backward pass
+    gradient_checkpointing: bool = False
 
 
 @dataclass

@@ -13,7 +13,7 @@ import yaml
 from transformers import set_seed
 
 from must.config import load_config, to_dict
-from stages.common import is_done, rank_world
+from stages.common import is_done, rank_world, threads_per_process
 from stages.config import TrainConfig
 from stages.stage1_encoder import EncoderStageRecipe
 from stages.stage2_lm import LMStageRecipe
@@ -61,15 +61,6 @@ def die_with_launcher() -> None:
         os._exit(1)
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask: ``taskset``, a SLURM or container cpuset), not the
-    machine's count — threads beyond them only wait for each other."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # no affinity API (macOS, Windows)
-        return os.cpu_count() or 2
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, configure threads and logging, run."""
     die_with_launcher()
@@ -81,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rank, world = rank_world()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format=f"[rank {rank}] %(message)s")
-    torch.set_num_threads(max(1, usable_cpus() // world))
+    torch.set_num_threads(threads_per_process(world))
     if world > 1 and not torch.distributed.is_initialized():
         import deepspeed
 

@@ -184,6 +184,7 @@ class GRPOStageRecipe:
         args = GRPOConfig(**trainer_kwargs(st, self.sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,
                           temperature=st.temperature, max_completion_length=st.max_completion_length,
                           reward_weights=weights, log_completions=False, bf16=False,
+                          gradient_checkpointing=st.gradient_checkpointing,
                           generation_kwargs=self._generation_kwargs())
         lora = lora_config(self.kind, st.lora_r, st.lora_alpha)
         lora.modules_to_save = list(st.modules_to_save) or None

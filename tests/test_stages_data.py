@@ -211,7 +211,7 @@ def test_grpo_prompts_come_from_train_or_val():
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity API")
 def test_usable_cpus_follows_the_affinity_mask():
-    from stages.run import usable_cpus
+    from stages.common import usable_cpus
 
     before = os.sched_getaffinity(0)
     try:
@@ -220,3 +220,18 @@ def test_usable_cpus_follows_the_affinity_mask():
     finally:
         os.sched_setaffinity(0, before)
     assert usable_cpus() == len(before)
+
+
+def test_threads_per_process_honours_omp_num_threads(monkeypatch):
+    from stages.common import threads_per_process, usable_cpus
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads_per_process(1) == usable_cpus()
+    assert threads_per_process(usable_cpus() * 4) == 1  # never 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads_per_process(1) == 1  # the user's choice wins over the CPU share
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads_per_process(2) == 3
+    for unusable in ("0", "", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert threads_per_process(1) == usable_cpus()

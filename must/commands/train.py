@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.build.config import BuildConfig
     from bench.build.pipeline import build
     from must.config import load_config
+    from stages.common import threads_per_process
     from stages.config import TrainConfig
 
     cfg = load_config(TrainConfig, args.config, args.overrides)  # fail on typos before launching anything
@@ -64,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
         env.setdefault("DS_ACCELERATOR", "cpu")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")
+    nproc = args.nproc or cfg.nproc
+    # torchrun would set OMP_NUM_THREADS=1 for every process of a multi-process run; share the usable CPUs instead,
+    # unless the user chose a number
+    env.setdefault("OMP_NUM_THREADS", str(threads_per_process(nproc)))
     config = args.config if Path(args.config).exists() else str(__import__("configs").config_path(args.config))
-    cmd = launch_command(config, args.out, args.stage, args.nproc or cfg.nproc, args.overrides)
+    cmd = launch_command(config, args.out, args.stage, nproc, args.overrides)
     log.info("launching: %s", " ".join(cmd[2:]))
     return subprocess.call(cmd, env=env)
