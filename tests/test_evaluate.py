@@ -188,6 +188,19 @@ def test_paired_differences_by_hand():
     assert list(rows) == ["TSG onset", "TSG offset", "TSG", "MTR IoU", "MTR F1"]
 
 
+def test_letter_confusion_counts_unparsed_answers_apart():
+    from bench.evaluate.report import letter_confusion
+
+    items = [{"task": "LTR", "answer": "B", "parsed": "B"}, {"task": "LTR", "answer": "B", "parsed": None},
+             {"task": "LTR", "answer": "A", "parsed": ""}, {"task": "LTR", "answer": "A", "parsed": "AB"},
+             {"task": "LTR", "answer": "C", "parsed": "D"}, {"task": "GTO", "answer": "A", "parsed": "A"}]
+    m = letter_confusion(items, "LTR")
+    assert m.shape == (4, 5) and m.sum() == 5  # the GTO item is not counted
+    assert m[1, 1] == 1 and m[1, 4] == 1  # B right once, once unparsed (None)
+    assert m[0, 4] == 2 and m[0, 0] == 0  # "" and "AB" are unparsed, not A
+    assert m[2, 3] == 1
+
+
 def test_unknown_model_spec():
     with pytest.raises(ValueError, match="unknown model spec"):
         load_model("gpt-17")

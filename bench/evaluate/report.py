@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_run", "leaderboard_rows", "paired_differences", "write_report", "COLUMNS", "ITEM_METRICS"]
+__all__ = ["load_run", "leaderboard_rows", "paired_differences", "letter_confusion", "write_report", "COLUMNS", "ITEM_METRICS"]
 
 COLUMNS = [("TSG_onset", "TSG on"), ("TSG_offset", "TSG off"), ("LTR", "LTR"), ("TAD_METEOR", "METEOR"),
            ("TAD_semantic", "semantic"), ("GTO", "GTO"), ("MTR_IoU", "IoU"), ("MTR_F1", "F1"), ("overall", "overall")]
@@ -121,6 +121,20 @@ def _save(fig, out: Path, name: str, written: list[str]) -> None:
     written.append(name)
 
 
+CHOICE_LETTERS = {"LTR": tuple("ABCD"), "GTO": tuple("ABCDEF")}  # tuples: `"" in "ABCD"` is true
+
+
+def letter_confusion(items: list[dict[str, Any]], task: str) -> np.ndarray:
+    """Counts of (true letter, answered letter) for ``task``'s items; the last column counts unparsed answers."""
+    letters = CHOICE_LETTERS[task]
+    m = np.zeros((len(letters), len(letters) + 1))
+    for i in items:
+        if i["task"] == task and i["answer"] in letters:
+            p = i.get("parsed")
+            m[letters.index(i["answer"]), letters.index(p) if p in letters else len(letters)] += 1
+    return m
+
+
 def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     import matplotlib
 
@@ -169,13 +183,8 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     if mc:
         fig, axes = plt.subplots(1, len(mc), figsize=(2.6 * len(mc), 2.8), squeeze=False)
         for ax, (r, t) in zip(axes[0], mc):
-            letters = "ABCD" if t == "LTR" else "ABCDEF"
-            m = np.zeros((len(letters), len(letters) + 1))
-            for i in r["items"]:
-                if i["task"] == t and i["answer"] in letters:
-                    p = i.get("parsed")
-                    m[letters.index(i["answer"]), letters.index(p) if p in letters else len(letters)] += 1
-            ax.imshow(m, cmap="Blues")
+            letters = CHOICE_LETTERS[t]
+            ax.imshow(letter_confusion(r["items"], t), cmap="Blues")
             ax.set_xticks(range(len(letters) + 1), list(letters) + ["∅"], fontsize=7)
             ax.set_yticks(range(len(letters)), list(letters), fontsize=7)
             ax.set_title(f"{r['name']} {t}", fontsize=8)
