@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_run", "leaderboard_rows", "paired_differences", "letter_confusion", "write_report", "COLUMNS", "ITEM_METRICS"]
+__all__ = ["load_run", "leaderboard_rows", "paired_differences", "letter_confusion", "write_report", "COLUMNS",
+           "ITEM_METRICS"]
 
 COLUMNS = [("TSG_onset", "TSG on"), ("TSG_offset", "TSG off"), ("LTR", "LTR"), ("TAD_METEOR", "METEOR"),
            ("TAD_semantic", "semantic"), ("GTO", "GTO"), ("MTR_IoU", "IoU"), ("MTR_F1", "F1"), ("overall", "overall")]
