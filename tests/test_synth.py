@@ -1,6 +1,7 @@
 """Composition and rendering: determinism, structure, stems that sum to the mix."""
 
 import numpy as np
+import pytest
 
 from bench.synth.compose import ComposeConfig, compose
 from bench.synth.render import TAIL_SECONDS, render_stems
@@ -38,3 +39,9 @@ def test_render_stems_sum_to_mix_and_length():
     assert abs(np.max(np.abs(mix)) - 0.9) < 1e-3
     mix2, _ = render_stems(p, sr=16000)
     np.testing.assert_array_equal(mix, mix2)
+
+
+def test_missing_soundfont_names_the_path_and_the_fix(tmp_path):
+    missing = str(tmp_path / "NoSuchFont.sf2")
+    with pytest.raises(FileNotFoundError, match=r"NoSuchFont\.sf2.*fluid-soundfont-gm"):
+        render_stems(compose(1, CFG), sr=16000, soundfont=missing)

@@ -37,7 +37,8 @@ def piece_to_midi(piece: Piece, parts: list[int] | None = None) -> pretty_midi.P
 @lru_cache(maxsize=4)
 def _check_soundfont(path: str) -> str:
     if not Path(path).exists():
-        raise FileNotFoundError(f"soundfont not found: {path}")
+        raise FileNotFoundError(f"soundfont not found: {path} (set `soundfont:` in the build config, or install a "
+                                "General-MIDI font: Debian's fluid-soundfont-gm puts FluidR3_GM.sf2 in /usr/share/sounds/sf2)")
     return path
 
 
