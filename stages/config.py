@@ -110,6 +110,7 @@ class GRPOStage(LoopConfig):
     max_completion_length: int = 24
     lora_r: int = 16
     lora_alpha: int = 32
+    lora_dropout: float = 0.05
     tasks: list[str] = field(default_factory=lambda: ["TSG", "MTR", "LTR", "GTO"])
     # the benchmark split its prompts come from
     split: str = "train"  # "train" or "val"

@@ -186,7 +186,7 @@ class GRPOStageRecipe:
                           reward_weights=weights, log_completions=False, bf16=False,
                           gradient_checkpointing=st.gradient_checkpointing,
                           generation_kwargs=self._generation_kwargs())
-        lora = lora_config(self.kind, st.lora_r, st.lora_alpha)
+        lora = lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout)
         lora.modules_to_save = list(st.modules_to_save) or None
         self.trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
                                    processing_class=tok, peft_config=lora,

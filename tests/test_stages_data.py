@@ -209,6 +209,19 @@ def test_grpo_prompts_come_from_train_or_val():
         load_config(TrainConfig, smoke, ["stage4.split=test"])
 
 
+def test_grpo_lora_dropout_reaches_the_adapter_config():
+    from must.config import load_config
+    from stages.common import lora_config
+    from stages.config import TrainConfig
+    from tests.conftest import ROOT
+
+    smoke = ROOT / "configs" / "stages" / "smoke.yaml"
+    st = load_config(TrainConfig, smoke, ["stage4.lora_dropout=0.0"]).stage4
+    assert st.lora_dropout == 0.0 and load_config(TrainConfig, smoke, []).stage4.lora_dropout == 0.05
+    assert lora_config("must", st.lora_r, st.lora_alpha, st.lora_dropout).lora_dropout == 0.0
+    assert st.gradient_checkpointing is False  # TRL's default is True; MusT-small does not need it
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity API")
 def test_usable_cpus_follows_the_affinity_mask():
     from stages.common import usable_cpus
