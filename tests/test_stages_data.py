@@ -209,7 +209,7 @@ def test_grpo_prompts_come_from_train_or_val():
         load_config(TrainConfig, smoke, ["stage4.split=test"])
 
 
-def test_grpo_lora_dropout_reaches_the_adapter_config():
+def test_grpo_lora_dropout_and_checkpointing_in_the_stage4_config():
     from must.config import load_config
     from stages.common import lora_config
     from stages.config import TrainConfig

@@ -9,10 +9,13 @@ from the first on the questions both answered, worst items per run), ``report.js
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.tasks.balance import LETTERS
 
 __all__ = ["load_run", "leaderboard_rows", "paired_differences", "letter_confusion", "write_report", "COLUMNS",
            "ITEM_METRICS"]
@@ -122,7 +125,8 @@ def _save(fig, out: Path, name: str, written: list[str]) -> None:
     written.append(name)
 
 
-CHOICE_LETTERS = {"LTR": tuple("ABCD"), "GTO": tuple("ABCDEF")}  # tuples: `"" in "ABCD"` is true
+# tuples, not strings: `"" in "ABCD"` is true
+CHOICE_LETTERS = {"LTR": tuple(LETTERS[:4]), "GTO": tuple(LETTERS)}
 
 
 def letter_confusion(items: list[dict[str, Any]], task: str) -> np.ndarray:
@@ -200,9 +204,9 @@ def write_report(run_paths: list[str | Path], out: str | Path) -> dict[str, Any]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = [load_run(p) for p in run_paths]
-    shared = {n for n in (r["name"] for r in runs) if sum(x["name"] == n for x in runs) > 1}
+    name_counts = Counter(r["name"] for r in runs)
     for r in runs:  # two checkpoints' stages share a name (must:stage4_grpo): tell them apart by their run directories
-        if r["name"] in shared:
+        if name_counts[r["name"]] > 1:
             r["name"] = f"{r['name']} ({Path(r['path']).name})"
     plots = _plots(runs, out)
     md = ["# must-bench report", "", "## Leaderboard (MusTBench order, %)", "",
