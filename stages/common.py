@@ -188,10 +188,14 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
 
 
 def moment_ids(cfg: TrainConfig, processor: MusTProcessor, sources: list[str]) -> dict:
-    """The config ids for source moments when ``model.source_moments`` asks for them, else empty ones (off)."""
+    """The config ids for source and music moments, each when ``model.source_moments`` / ``model.music_moments``
+    asks for it, else empty ones (off)."""
+    ids: dict = {"source_token_ids": [], "turn_token_ids": [], "music_token_ids": []}
     if cfg.model.source_moments:
-        return processor.moment_ids(sources)
-    return {"source_token_ids": [], "turn_token_ids": []}
+        ids.update(processor.moment_ids(sources))
+    if cfg.model.music_moments:
+        ids.update(processor.music_ids())
+    return ids
 
 
 def load_must(path: Path, **config) -> tuple[MusTForCausalLM, MusTProcessor]:

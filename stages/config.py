@@ -35,6 +35,9 @@ class ModelConfig:
     # source does then, and its logit points at it; a prompt-side choice with zero-initialised weights, so any stage
     # may switch it on
     source_moments: bool = False
+    # music moments (MusTConfig.music_token_ids): the same for the words naming the music as a whole ("the music gets
+    # louder", "the tempo slows down"), carrying its loudness, intensity and tempo change then
+    music_moments: bool = False
 
 
 @dataclass

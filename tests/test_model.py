@@ -293,7 +293,7 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     q = "What happens at 0:03?\nA: The drums enter\nB: The piano enters\nC: The tempo speeds up\nD: No noticeable change"
     items = [{"question": q, "duration": 6.0, "task": "LTR"}, {"question": "Describe the change at 0:03 in detail.",
                                                                 "duration": 6.0, "task": "TAD"}]
-    ltr, tad = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
+    ltr, tad = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained", ltr_calibration=0)
     # the option whose description alone ("<description>.", letter left out) is most likely per token, written as
     # MusT was trained to answer, with that description's own letter
     texts = option_texts(q)
@@ -302,6 +302,46 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     best = list(texts)[int(np.argmax(scores))]
     assert ltr == f"{texts[best]}. Answer: {best}"
     assert tad == answer_batch(model, proc, items[1:], [feats], 24)[0]  # TAD decodes as before
+
+
+def test_constrained_ltr_subtracts_each_options_score_at_other_moments(tiny, monkeypatch):
+    from must.model import inference
+
+    model, proc = tiny
+    feats = torch.zeros(60, model.config.feature_dim)
+    q = "What happens at 0:03?\nA: The drums enter\nB: The piano enters\nC: The tempo speeds up\nD: No noticeable change"
+    # per-token scores of A-D by the second the prompt asks about: "no noticeable change" is likely everywhere
+    table = {"0:03": [-1.0, -1.2, -3.0, -0.9], "0:00": [-2.0, -1.0, -3.0, -0.4], "0:05": [-2.0, -1.4, -3.0, -0.6]}
+    asked = []
+
+    def fake_loglik(model, processor, prompt, features, continuations, closed=True):
+        time = re.search(r"at (\d:\d\d) ?\?", prompt).group(1)
+        asked.append(time)
+        return table[time]
+
+    monkeypatch.setattr(inference, "option_loglik", fake_loglik)
+    item = {"question": q, "duration": 6.0, "task": "LTR"}
+
+    def answer(weight: float) -> str:
+        asked.clear()
+        return inference.answer_batch(model, proc, [item], [feats], 2, choices="constrained", ltr_calibration=weight)[0]
+
+    assert answer(0) == "No noticeable change. Answer: D" and asked == ["0:03"]
+    # a 6 s track: shifts of -20/-10 s land on 0:00, +10/+20 s on 0:05. Weight 0.5: A -1.0 + 0.5 * 2.0 = 0.0,
+    # B -1.2 + 0.5 * 1.2 = -0.6, C -3.0 + 1.5 = -1.5, D -0.9 + 0.5 * 0.5 = -0.65
+    assert answer(0.5) == "The drums enter. Answer: A" and sorted(asked) == ["0:00", "0:03", "0:05"]
+
+
+def test_shifted_questions_move_the_asked_time_inside_the_track():
+    from must.model.inference import shifted_questions
+
+    q = "What happens in the music at 0:42?\nA: The drums enter\nB: No noticeable change"
+    assert [s.split("?")[0][-4:] for s in shifted_questions(q, 95.5)] == ["0:22", "0:32", "0:52", "1:02"]
+    assert shifted_questions(q, 95.5)[0].endswith("?\nA: The drums enter\nB: No noticeable change")
+    # clamped to the track: 0:05 - 20 s and 0:05 - 10 s are both 0:00; the last second of a 30.4 s track is 0:29
+    assert [s.split("?")[0][-4:] for s in shifted_questions(q.replace("0:42", "0:05"), 30.4)] == ["0:00", "0:15", "0:25"]
+    assert [s.split("?")[0][-4:] for s in shifted_questions(q.replace("0:42", "0:25"), 30.4)] == ["0:05", "0:15", "0:29"]
+    assert shifted_questions("Which instrument plays first?\nA: piano", 60.0) == []
 
 
 def test_answers_are_written_without_autograd(tiny, monkeypatch):
@@ -682,6 +722,46 @@ def test_asked_seconds_hold_the_turns_own_time(tiny):
     # a generation step carries its prompt's value on, and a new time replaces it
     assert asked_seconds(ids[ends[1] + 3 : ends[2]], model.config, initial=3).tolist() == [3, 3, 3]  # the piano enters
     assert asked_seconds(ids[a2 : a2 + 1], model.config, initial=3).tolist() == [4]
+
+
+def test_music_words_carry_the_loudness_change_at_the_asked_second(tiny):
+    """Loudness rises at 2 s and falls at 4 s. With a hand-set music-moment network reading the current second's
+    loudness change (+1 at 0:02, -1 at 0:04 in track_signals' units), the word "tempo" gains GELU(±1) in every
+    dimension after a time is named, and nothing before it or in a turn that names no time."""
+    import copy
+
+    from must.model.modeling import TRACK_SIGNALS, MUSIC_HEADS
+
+    model, proc = copy.deepcopy(tiny[0]), MusTProcessor(tiny[1].tokenizer, 120, audio_first=True)
+    for key, value in proc.music_ids().items():
+        setattr(model.config, key, value)
+    cfg, tok = model.config, proc.tokenizer
+    tempo = tok.convert_tokens_to_ids("tempo")
+    assert tempo in cfg.music_token_ids and tok.convert_tokens_to_ids("piano") not in cfg.music_token_ids
+    feats = torch.zeros(60, cfg.feature_dim)
+    loud = cfg.encoder_dim + cfg.n_heads_out  # measured loudness (log10 power)
+    feats[:, loud] = -3.0
+    feats[20:40, loud] = -1.0
+    width = 2 * (TRACK_SIGNALS + len(MUSIC_HEADS))
+    with torch.no_grad():
+        layer = model.model.music_moment[0]
+        layer.weight.zero_(), layer.bias.zero_()
+        layer.weight[0, width + 2] = 1.0  # the middle second's loudness change (track_signals column 2)
+        model.model.music_embed.weight.zero_()
+        model.model.music_embed.weight[:, 0] = 1.0
+        gelu = torch.nn.functional.gelu(torch.tensor([1.0, -1.0]))
+        for asked, want in (("0:02", gelu[0]), ("0:04", gelu[1])):
+            text = proc.prompt(f"Does the tempo change at {asked} ?", 6.0) + proc.answer("the tempo")
+            ids = tok([text], return_tensors="pt")["input_ids"]
+            diff = model.model.embed(ids, [feats]) - model.model.embed(ids, [torch.zeros_like(feats)])
+            at = [i for i, t in enumerate(ids[0].tolist()) if t == tempo]
+            assert len(at) == 2  # in the question before its time, and in the answer after it
+            assert torch.allclose(diff[0, at[0]], torch.zeros(diff.shape[-1]), atol=1e-6)
+            assert torch.allclose(diff[0, at[1]], torch.full((diff.shape[-1],), float(want)), atol=1e-5)
+        ids = tok([proc.prompt("When does the tempo change ?", 6.0) + proc.answer("the tempo")], return_tensors="pt")["input_ids"]
+        diff = model.model.embed(ids, [feats]) - model.model.embed(ids, [torch.zeros_like(feats)])
+        music = ids[0] == tempo
+        assert torch.allclose(diff[0, music], torch.zeros_like(diff[0, music]), atol=1e-6)
 
 
 def test_source_moments_start_as_no_change(tiny):

@@ -32,7 +32,10 @@ class MusTConfig(PretrainedConfig):
     ``source_token_ids`` (one word token per source, -1 where the tokenizer has none) and ``turn_token_ids``
     (``<|im_start|>``, ``<|im_end|>``) switch on *source moments* (:func:`~must.model.modeling.asked_seconds`):
     a source's name, in a turn that names a time, carries what that source does at that time, and its logit points
-    at it. Empty (older checkpoints): off.
+    at it. Empty (older checkpoints): off. ``music_token_ids`` (the words that name the music as a whole: "music",
+    "tempo", "dynamics", …) switch on *music moments* the same way: such a word, in a turn that names a time, carries
+    what the music as a whole does then (:func:`~must.model.modeling.music_columns`: louder or softer, faster or
+    slower).
     """
 
     model_type = "must"
@@ -46,7 +49,7 @@ class MusTConfig(PretrainedConfig):
                  time_token_offset: int = 0, digit_token_ids: list[int] | None = None,
                  heard_events: bool = False, audio_first: bool = False, source_context: bool = False,
                  tempo_signals: bool = False, source_token_ids: list[int] | None = None,
-                 turn_token_ids: list[int] | None = None, **kwargs):
+                 turn_token_ids: list[int] | None = None, music_token_ids: list[int] | None = None, **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
         self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
@@ -66,6 +69,7 @@ class MusTConfig(PretrainedConfig):
         self.tempo_signals = tempo_signals
         self.source_token_ids = list(source_token_ids or [])
         self.turn_token_ids = list(turn_token_ids or [])
+        self.music_token_ids = list(music_token_ids or [])
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 

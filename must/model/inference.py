@@ -8,7 +8,11 @@ writes. ``constrained``: answers are held to the form the model was trained to g
 <its letter>``: LTR writes the option whose description the model finds most likely by itself (mean log-probability
 per token of ``<description>.``, the letter left out), so the letter is that description's — a search over the
 allowed answers, not greedy decoding, which prefers the prefix most options share ("the …" over "no noticeable
-change"); a GTO answer may not time two of its changes within a second of each other (:class:`DistinctTimes`: the
+change"), less ``ltr_calibration`` (default :data:`LTR_CALIBRATION`) times the same option's mean score when the
+question is asked at other moments of the track (:func:`shifted_questions`) — what happens *then* rather than what
+the model finds likely anywhere: it weighs down "no noticeable change", which is right at most moments (for f34's
+GRPO checkpoint, val LTR 53.1 → 57.6 %; weights 0.25 / 0.5 / 0.75 / 1.0 gave 57.1 / 57.6 / 55.1 / 46.4,
+docs/training-log.md); a GTO answer may not time two of its changes within a second of each other (:class:`DistinctTimes`: the
 changes to order are different moments) and its letter is the ordering most probable under the model's own
 distributions over each change's time (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
 default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
@@ -36,14 +40,16 @@ from must.answers import option_texts
 from must.model.heard import heard_for
 from must.model.modeling import time_token_seconds
 from must.model.processing import MusTProcessor
-from must.timecode import parse_time
+from must.timecode import find_times, format_time, parse_time
 
 __all__ = ["answer_batch", "option_loglik", "order_from_times", "order_from_time_probs", "ordering_probability",
            "written_time_probs", "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources",
            "source_name_ids", "TimeChoice",
-           "hit_window_second", "median_second", "CHOICE_MODES"]
+           "hit_window_second", "median_second", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
+LTR_CALIBRATION = 0.5  # weight of an LTR option's score at other moments, subtracted under "constrained"
+CALIBRATION_SHIFTS = (-20, -10, 10, 20)  # seconds: the other moments an LTR question is asked at
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
 # MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
 _LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
@@ -162,16 +168,19 @@ def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProces
 
 @torch.no_grad()
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
-                 max_new_tokens: int = 48, choices: str = "generate") -> list[str]:
+                 max_new_tokens: int = 48, choices: str = "generate", ltr_calibration: float = LTR_CALIBRATION) -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
     features: greedy text, with multiple-choice letters chosen as described in the module doc when ``choices`` is
-    ``"scored"`` or ``"constrained"``."""
+    ``"scored"`` or ``"constrained"`` (``ltr_calibration``: see there; 0 turns it off)."""
     if choices not in CHOICE_MODES:
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
     tok = processor.tokenizer
-    prompts = [processor.prompt(i["question"], i["duration"], i.get("instruction", ""), heard=heard_for(model, f))
-               for i, f in zip(items, features)]
+    def prompt(item: dict[str, Any], feats: torch.Tensor, question: str | None = None) -> str:
+        return processor.prompt(question or item["question"], item["duration"], item.get("instruction", ""),
+                                heard=heard_for(model, feats))
+
+    prompts = [prompt(i, f) for i, f in zip(items, features)]
     enc = tok(prompts, return_tensors="pt", padding=True)
     n = enc["input_ids"].shape[1]
     processors = answer_form_processors(model, tok, n)
@@ -196,7 +205,11 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 # scored: the whole trained answer, letter included; constrained: the description alone
                 scored = choices == "scored"
                 conts = [f"{text}. Answer: {letter}" if scored else f"{text}." for letter, text in options.items()]
-                scores = option_loglik(model, processor, prompts[k], feats, conts, closed=scored)
+                scores = np.array(option_loglik(model, processor, prompts[k], feats, conts, closed=scored))
+                others = shifted_questions(item["question"], item["duration"]) if not scored and ltr_calibration else []
+                if others:
+                    scores = scores - ltr_calibration * np.mean(
+                        [option_loglik(model, processor, prompt(item, feats, q), feats, conts, closed=False) for q in others], 0)
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
                 answers[k] = f"{options[best]}. Answer: {best}"
             elif item.get("task") == "GTO" and options:
@@ -209,6 +222,17 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 if letter:
                     answers[k] = f"{_ANSWER_TAG.split(answers[k])[0].strip()} Answer: {letter}"
     return answers
+
+
+def shifted_questions(question: str, duration: float, shifts: tuple[int, ...] = CALIBRATION_SHIFTS) -> list[str]:
+    """``question`` asked at other moments: its first ``M:SS`` moved by each of ``shifts`` seconds, kept inside the
+    track; shifts that land back on the asked second are left out (none if the question names no time)."""
+    asked = next((t for t in find_times(question) if t.kind == "colon" and t.seconds is not None), None)
+    if asked is None:
+        return []
+    last = max(int(duration) - 1, 0)
+    moved = {min(max(int(round(asked.seconds)) + s, 0), last) for s in shifts} - {int(round(asked.seconds))}
+    return [question[: asked.start] + format_time(t) + question[asked.end :] for t in sorted(moved)]
 
 
 @torch.no_grad()

@@ -41,6 +41,7 @@ TRACK_SIGNALS = 6  # see track_signals
 PER_SOURCE = 6  # see per_source
 SOURCE_POINTER_DIM = 16  # width of the source pointer's query and keys
 MOMENT_DIM = 32  # width of a source moment (what one source does around one second)
+MUSIC_HEADS = (0, 1, -1)  # the frame heads that are about the whole music: transition, rhythm change, local tempo
 MEL_POWER_FLOOR = 1e-10
 LOG_MEL_FLOOR = (math.log10(MEL_POWER_FLOOR) + 4.0) / 4.0  # MusicEncoder.log_mel of silence
 # the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes
@@ -121,6 +122,14 @@ def per_source(probs: torch.Tensor, n: int) -> torch.Tensor:
     act, amuse = probs[:, 2 : 2 + n], probs[:, 2 + n : 2 + 2 * n]
     ctx = source_context(act)
     return torch.stack([act, contrast(act), amuse, contrast(amuse), ctx[:, :n], ctx[:, n:]], dim=-1)
+
+
+def music_columns(probs: torch.Tensor, signals: torch.Tensor) -> torch.Tensor:
+    """``(S, H)`` per-second head probabilities and ``(S, K)`` track-relative signals → ``(S, 2 (K + 3))``: the
+    signals, the whole-music heads (:data:`MUSIC_HEADS`) and the change of each across the second — what the music
+    as a whole does then (louder or softer, faster or slower), which no source's columns hold."""
+    x = torch.cat([signals, probs[:, list(MUSIC_HEADS)]], dim=-1)
+    return torch.cat([x, contrast(x)], dim=-1)
 
 
 def neighbour_seconds(x: torch.Tensor) -> torch.Tensor:
@@ -264,9 +273,14 @@ class MusTModel(MusTPreTrainedModel):
         self.source_moment = nn.Sequential(nn.Linear(3 * PER_SOURCE, MOMENT_DIM), nn.GELU())
         self.moment_embed = nn.Linear(MOMENT_DIM, hidden, bias=False)
         self.moment_embed.zero_init = True
+        # music moments: the same for the music as a whole, added to the words that name it (``music_token_ids``)
+        self.music_moment = nn.Sequential(nn.Linear(6 * (self.n_track_signals + len(MUSIC_HEADS)), MOMENT_DIM), nn.GELU())
+        self.music_embed = nn.Linear(MOMENT_DIM, hidden, bias=False)
+        self.music_embed.zero_init = True
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
-        # per batch row, (projected seconds, time keys, source keys, source moments) of the last prompt embedded:
+        # per batch row, (projected seconds, time keys, source keys, source moments, music moments) of the last prompt
+        # embedded:
         # generation steps after the first see only new tokens but still need the audio of their row
         self.audio_cache: list[tuple[torch.Tensor, ...] | None] = []
         self.audio_positions: list[tuple[torch.Tensor, torch.Tensor] | None] = []  # (positions, seconds) per row
@@ -313,7 +327,7 @@ class MusTModel(MusTPreTrainedModel):
 
     def _row_audio(self, ids: list[int], feats: torch.Tensor | None, like: torch.Tensor
                    ) -> tuple[torch.Tensor, ...] | None:
-        """(projected seconds, time keys, source keys, source moments) for one prompt, from its features or its
+        """(projected seconds, time keys, source keys, source moments, music moments) for one prompt, from its features or its
         ``<|audio_key|>``."""
         cfg = self.config
         if cfg.audio_bos_token_id not in ids:
@@ -327,12 +341,14 @@ class MusTModel(MusTPreTrainedModel):
         d2, h = 2 * cfg.encoder_dim, cfg.n_heads_out
         columns = per_source(pooled[:, d2 : d2 + h], len(cfg.sources))
         moments = self.source_moment(neighbour_seconds(columns))
-        return self.projector(pooled), keys, self.source_key(columns), moments
+        music = self.music_moment(neighbour_seconds(music_columns(pooled[:, d2 : d2 + h], pooled[:, -self.n_track_signals :])))
+        return self.projector(pooled), keys, self.source_key(columns), moments, music
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
               continuing: bool = False) -> torch.Tensor:
         """Token embeddings with that second's projected audio added at every time token (audio span, question,
-        answer) and, with source moments on, the asked second's source moment added at every source name.
+        answer) and, with source (music) moments on, the asked second's source (music) moment added at every source
+        name (word naming the music).
         ``continuing``: a generation step after the prompt — reuse the audio of each row's prompt."""
         emb = self.get_input_embeddings()(input_ids)
         cfg = self.config
@@ -364,6 +380,9 @@ class MusTModel(MusTPreTrainedModel):
             named = (src >= 0) & (at >= 0) & (at < proj.shape[0])
             if named.any():
                 add[named] = add[named] + self.moment_embed(audio[3][at[named], src[named]]).to(add.dtype)
+            music = self.names_music(input_ids[b]) & (at >= 0) & (at < proj.shape[0])
+            if music.any():
+                add[music] = add[music] + self.music_embed(audio[4][at[music]]).to(add.dtype)
             rows.append(emb[b] + add)
         return torch.stack(rows)
 
@@ -375,9 +394,13 @@ class MusTModel(MusTPreTrainedModel):
                 out[ids == tok] = k
         return out
 
+    def names_music(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per id, whether it is one of the words naming the music as a whole (``music_token_ids``)."""
+        return torch.isin(ids, torch.tensor(self.config.music_token_ids, dtype=ids.dtype, device=ids.device))
+
     def _asked_row(self, ids: torch.Tensor, row: int, continuing: bool) -> torch.Tensor:
         """:func:`asked_seconds` of one row; a generation step carries on from the row's previous ids."""
-        if not self.config.source_token_ids:
+        if not (self.config.source_token_ids or self.config.music_token_ids):
             return torch.full_like(ids, -1)
         if continuing:
             before = self.asked[row] if row < len(self.asked) else None

@@ -12,10 +12,13 @@ import numpy as np
 
 from must.timecode import format_time
 
-__all__ = ["AUDIO_BOS", "AUDIO_EOS", "AUDIO_KEY", "MusTProcessor", "time_tokens"]
+__all__ = ["AUDIO_BOS", "AUDIO_EOS", "AUDIO_KEY", "MUSIC_WORDS", "MusTProcessor", "time_tokens"]
 
 AUDIO_BOS, AUDIO_EOS, AUDIO_KEY = "<|audio_bos|>", "<|audio_eos|>", "<|audio_key|>"
 SYSTEM = "You are an expert music listener."
+# the words the benchmark uses for the music as a whole ("the music gets louder", "the tempo slows down", "the
+# dynamics swell", "the volume falls away", "the pace picks up"): music moments are added to them
+MUSIC_WORDS = ("music", "tempo", "dynamics", "volume", "pace")
 ASSISTANT_TURN = " <|im_end|> <|im_start|> assistant"  # ends the user turn, opens the answer
 
 
@@ -70,8 +73,18 @@ class MusTProcessor:
         suite writes it (``electric_bass`` → ``bass``; -1 if the tokenizer lacks it), and the turn markers."""
         t = self.tokenizer
         ids = [t.convert_tokens_to_ids(s.replace("_", " ").split()[-1].lower()) for s in sources]
-        return {"source_token_ids": [-1 if i in (None, t.unk_token_id) else i for i in ids],
-                "turn_token_ids": [t.convert_tokens_to_ids("<|im_start|>"), t.convert_tokens_to_ids("<|im_end|>")]}
+        return {"source_token_ids": [-1 if i in (None, t.unk_token_id) else i for i in ids], **self._turn_ids()}
+
+    def music_ids(self) -> dict:
+        """Config ids that switch on music moments: the tokens of :data:`MUSIC_WORDS` the tokenizer has, and the
+        turn markers."""
+        t = self.tokenizer
+        ids = [t.convert_tokens_to_ids(w) for w in MUSIC_WORDS]
+        return {"music_token_ids": [i for i in ids if i not in (None, t.unk_token_id)], **self._turn_ids()}
+
+    def _turn_ids(self) -> dict:
+        t = self.tokenizer
+        return {"turn_token_ids": [t.convert_tokens_to_ids("<|im_start|>"), t.convert_tokens_to_ids("<|im_end|>")]}
 
     def audio_span(self, duration: float, key: int | None = None) -> str:
         """``[<|audio_key|> 1 2] <|audio_bos|> 0:00 0:01 … <|audio_eos|>`` covering the track."""

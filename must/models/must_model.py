@@ -20,14 +20,16 @@ class MusTAdapter(Model):
     ``choices="constrained"`` holds LTR answers to an option's description and its letter and GTO answers to three
     distinct times, lettered by their most probable ordering, and writes TSG and MTR times from the model's whole
     distribution over seconds (:mod:`must.model.inference`); the default ``generate`` takes the letter and the
-    times the model writes."""
+    times the model writes. ``ltr_calibration`` (``constrained`` only): weight of each LTR option's score at other
+    moments of the track, subtracted (0: off, how LTR was scored before this option existed)."""
 
-    def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate"):
+    def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
+                 ltr_calibration: float | None = None):
         import torch
 
         from bench.evaluate.prompts import load_prompts
         from must.model import MusTForCausalLM, MusTProcessor
-        from must.model.inference import CHOICE_MODES
+        from must.model.inference import CHOICE_MODES, LTR_CALIBRATION
 
         if choices not in CHOICE_MODES:
             raise ValueError(f"must: choices must be one of {CHOICE_MODES}, got {choices!r}")
@@ -39,10 +41,13 @@ class MusTAdapter(Model):
         # MusT was trained with the default answer-format instructions; keep them whatever the run's prompts
         self.instructions = load_prompts().instructions
         self.max_new_tokens, self.choices = max_new_tokens, choices
+        self.ltr_calibration = LTR_CALIBRATION if ltr_calibration is None else float(ltr_calibration)
         self._features: OrderedDict = OrderedDict()
         self._cache_tracks = cache_tracks
         tail = path.rstrip("/").split("/")
         self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("" if choices == "generate" else f"+{choices}")
+        if choices == "constrained" and self.ltr_calibration != LTR_CALIBRATION:
+            self.name += f"(ltr_calibration={self.ltr_calibration:g})"
 
     def features_for(self, audio: str) -> torch.Tensor:
         """The encoder features of one audio file (computed once; the last ``cache_tracks`` files are kept)."""
@@ -68,6 +73,7 @@ class MusTAdapter(Model):
             items.append({"question": r.question, "duration": float(r.duration or len(feats[-1]) / 10),
                           "instruction": self.instructions.get(r.task, ""), "task": r.task})
         if ok:
-            for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices)):
+            for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices,
+                                                self.ltr_calibration)):
                 out[i] = a
         return out
