@@ -140,7 +140,8 @@ def lora_config(kind: str, r: int, alpha: int, dropout: float = 0.05):
     from peft import LoraConfig
 
     keep = (["projector", "time_key", "time_key_change", "time_key_context", "time_query", "source_key", "source_gate",
-             "source_query", "source_moment", "moment_embed", "moment_query", "time_embed", "embed_tokens", "lm_head"]
+             "source_query", "source_moment", "moment_embed", "moment_query", "music_moment", "music_embed", "music_word_query",
+             "time_embed", "embed_tokens", "lm_head"]
             if kind == "must" else ["multi_modal_projector"])
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM", modules_to_save=keep,
                       target_modules=r"(.*language_model.*)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
@@ -188,13 +189,15 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
 
 
 def moment_ids(cfg: TrainConfig, processor: MusTProcessor, sources: list[str]) -> dict:
-    """The config ids for source and music moments, each when ``model.source_moments`` / ``model.music_moments``
-    asks for it, else empty ones (off)."""
-    ids: dict = {"source_token_ids": [], "turn_token_ids": [], "music_token_ids": []}
+    """The config ids for source moments, music moments and music words, each when ``model.source_moments`` /
+    ``model.music_moments`` / ``model.music_words`` asks for it, else empty ones (off)."""
+    ids: dict = {"source_token_ids": [], "turn_token_ids": [], "music_token_ids": [], "music_word_ids": []}
     if cfg.model.source_moments:
         ids.update(processor.moment_ids(sources))
     if cfg.model.music_moments:
         ids.update(processor.music_ids())
+    if cfg.model.music_words:
+        ids.update(processor.music_word_ids())
     return ids
 
 

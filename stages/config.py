@@ -38,6 +38,9 @@ class ModelConfig:
     # music moments (MusTConfig.music_token_ids): the same for the words naming the music as a whole ("the music gets
     # louder", "the tempo slows down"), carrying its loudness, intensity and tempo change then
     music_moments: bool = False
+    # music words (MusTConfig.music_word_ids): in such a turn, the logits of "music", "tempo" and the words saying how
+    # it changes ("louder", "softer", "speeds", "slows", …) read the music's moment (zero-initialised, as above)
+    music_words: bool = False
 
 
 @dataclass

@@ -871,3 +871,68 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
     state.global_step = 4
     wrapped(["c"] * 2, prompts=[prompts[1]] * 2, trainer_state=state, task=["MTR"] * 2)
     assert seen[2] == [want[1]] * 2 and len(calls) == 3
+
+
+def test_music_words_read_the_music_moment_into_their_logits(tiny):
+    """Loudness rises at 2 s and falls at 4 s; a hand-set music-moment network reads the current second's loudness
+    change into moment dimension 0 (GELU(+1) at 0:02, GELU(-1) at 0:04). With the query of "speeds" set to v and of
+    "tempo" to -v on that dimension, after a time is named the logit of "speeds" gains (v · h) · GELU(±1), "tempo"
+    the opposite, every other word nothing — and nothing changes before the time is named."""
+    import copy
+
+    from must.model.modeling import MOMENT_DIM, MUSIC_HEADS, TRACK_SIGNALS
+    from must.model.processing import MUSIC_READ_WORDS
+
+    model, proc = copy.deepcopy(tiny[0]), MusTProcessor(tiny[1].tokenizer, 120, audio_first=True)
+    tok = proc.tokenizer
+    ids = proc.music_word_ids()
+    speeds, tempo = tok.convert_tokens_to_ids("speeds"), tok.convert_tokens_to_ids("tempo")
+    assert ids["music_word_ids"][MUSIC_READ_WORDS.index("speeds")] == speeds
+    assert ids["music_word_ids"][MUSIC_READ_WORDS.index("louder")] == -1  # not in the tiny tokenizer's text
+    for key, value in ids.items():
+        setattr(model.config, key, value)
+    cfg = model.config
+    feats = torch.zeros(60, cfg.feature_dim)
+    loud = cfg.encoder_dim + cfg.n_heads_out
+    feats[:, loud] = -3.0
+    feats[20:40, loud] = -1.0
+    width = 2 * (TRACK_SIGNALS + len(MUSIC_HEADS))
+    v = torch.linspace(-1.0, 1.0, cfg.text_config.hidden_size)
+    with torch.no_grad():
+        layer = model.model.music_moment[0]
+        layer.weight.zero_(), layer.bias.zero_()
+        layer.weight[0, width + 2] = 1.0  # the middle second's loudness change
+        gelu = torch.nn.functional.gelu(torch.tensor([1.0, -1.0]))
+        for asked, g in (("0:02", gelu[0]), ("0:04", gelu[1])):
+            text = proc.prompt(f"Does the tempo change at {asked} ?", 6.0) + proc.answer("the tempo speeds up")
+            batch = tok([text], return_tensors="pt")["input_ids"]
+            model.music_word_query.weight.zero_()
+            hidden = model.model(input_ids=batch, audio_features=[feats]).last_hidden_state[0]
+            before = model(input_ids=batch, audio_features=[feats])
+            model.music_word_query.weight[MUSIC_READ_WORDS.index("speeds") * MOMENT_DIM] = v
+            model.music_word_query.weight[MUSIC_READ_WORDS.index("tempo") * MOMENT_DIM] = -v
+            after = model(input_ids=batch, audio_features=[feats])
+            diff = (after.logits - before.logits)[0]
+            toks = batch[0].tolist()
+            named = toks.index(tok.convert_tokens_to_ids(asked), toks.index(cfg.audio_eos_token_id))  # the question's
+            assert tok.convert_ids_to_tokens(toks[-1]) == "<|im_end|>"  # the answer's, which ends the turn
+            want = (hidden[named:-1] @ v) * g
+            assert torch.allclose(diff[:named], torch.zeros_like(diff[:named]), atol=1e-6)
+            assert torch.allclose(diff[-1], torch.zeros_like(diff[-1]), atol=1e-6)
+            assert torch.allclose(diff[named:-1, speeds], want, atol=1e-4)
+            assert torch.allclose(diff[named:-1, tempo], -want, atol=1e-4)
+            others = torch.ones(diff.shape[-1], dtype=torch.bool)
+            others[[speeds, tempo]] = False
+            assert torch.allclose(diff[:, others], torch.zeros_like(diff[:, others]), atol=1e-6)
+            assert want.abs().max() > 1e-3  # the check is not vacuous
+
+
+def test_music_word_ids_must_match_the_music_words(tiny):
+    import copy
+
+    model = copy.deepcopy(tiny[0])
+    model.config.music_word_ids = [5, 6]
+    proc = MusTProcessor(tiny[1].tokenizer, 120, audio_first=True)
+    batch = proc.tokenizer([proc.prompt("What changes at 0:02 ?", 6.0)], return_tensors="pt")["input_ids"]
+    with pytest.raises(ValueError, match="music words"):
+        model(input_ids=batch, audio_features=[torch.zeros(60, model.config.feature_dim)])

@@ -51,6 +51,21 @@ def test_all_stages_write_safetensors_and_metrics(smoke_run):
     assert [x["val"]["overall"] for x in logged if "val" in x] == [val["overall"]]
 
 
+def test_music_words_are_switched_on_and_learned(smoke_run):
+    """The smoke config turns music words on: every stage's config holds one id slot per music word, and the
+    zero-initialised read is learned in stage 2 and again, as a module LoRA keeps whole, in stage 3."""
+    from safetensors.torch import load_file
+
+    from must.model.processing import MUSIC_READ_WORDS
+
+    norms = {}
+    for name in ("stage2_lm", "stage3_sft"):
+        final = smoke_run / name / "final"
+        assert len(json.loads((final / "config.json").read_text())["music_word_ids"]) == len(MUSIC_READ_WORDS)
+        norms[name] = float(load_file(final / "model.safetensors")["music_word_query.weight"].norm())
+    assert norms["stage2_lm"] > 0 and norms["stage3_sft"] != norms["stage2_lm"]
+
+
 def test_rerun_skips_finished_stages(smoke_run):
     res = train(smoke_run)
     assert res.stdout.count("already done; skipping") + res.stderr.count("already done; skipping") == 4

@@ -35,7 +35,10 @@ class MusTConfig(PretrainedConfig):
     at it. Empty (older checkpoints): off. ``music_token_ids`` (the words that name the music as a whole: "music",
     "tempo", "dynamics", …) switch on *music moments* the same way: such a word, in a turn that names a time, carries
     what the music as a whole does then (:func:`~must.model.modeling.music_columns`: louder or softer, faster or
-    slower).
+    slower). ``music_word_ids`` (one token per word of :data:`~must.model.processing.MUSIC_READ_WORDS`, -1 where the
+    tokenizer has none) switch on *music words*: the logits of the words naming the music and how it changes
+    ("louder", "slows", …), in a turn that names a time, read the music's moment then
+    (:meth:`~must.model.modeling.MusTForCausalLM.point_at_music_words`).
     """
 
     model_type = "must"
@@ -49,7 +52,8 @@ class MusTConfig(PretrainedConfig):
                  time_token_offset: int = 0, digit_token_ids: list[int] | None = None,
                  heard_events: bool = False, audio_first: bool = False, source_context: bool = False,
                  tempo_signals: bool = False, source_token_ids: list[int] | None = None,
-                 turn_token_ids: list[int] | None = None, music_token_ids: list[int] | None = None, **kwargs):
+                 turn_token_ids: list[int] | None = None, music_token_ids: list[int] | None = None,
+                 music_word_ids: list[int] | None = None, **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
         self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
@@ -70,6 +74,7 @@ class MusTConfig(PretrainedConfig):
         self.source_token_ids = list(source_token_ids or [])
         self.turn_token_ids = list(turn_token_ids or [])
         self.music_token_ids = list(music_token_ids or [])
+        self.music_word_ids = list(music_word_ids or [])
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 

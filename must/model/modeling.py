@@ -12,7 +12,9 @@ start" and "where is it loudest" are local look-ups, not comparisons the small L
 term, the *source pointer*, lets a gate choose the source asked about and reads only that source's columns
 (:func:`per_source`), so the query need not single one source out of all of them. *Source moments* turn that
 round for "what changes at 0:42?": in a turn that names a time (:func:`asked_seconds`), each source's name carries
-what that source does around that second, and its logit points at it (:meth:`MusTForCausalLM.point_at_sources`).
+what that source does around that second, and its logit points at it (:meth:`MusTForCausalLM.point_at_sources`);
+*music moments* and *music words* do the same for the music as a whole (:func:`music_columns`,
+:meth:`MusTForCausalLM.point_at_music_words`).
 
 Audio features reach the model either directly (``audio_features``: a batch of per-frame encoder outputs with
 head probabilities and measured signals, from :meth:`MusTForCausalLM.encode_audio`) or through ``audio_store``: when the prompt starts
@@ -32,6 +34,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, Llam
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from must.model.configuration import SIGNALS, MusTConfig
+from must.model.processing import MUSIC_READ_WORDS
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
 __all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals",
@@ -400,7 +403,7 @@ class MusTModel(MusTPreTrainedModel):
 
     def _asked_row(self, ids: torch.Tensor, row: int, continuing: bool) -> torch.Tensor:
         """:func:`asked_seconds` of one row; a generation step carries on from the row's previous ids."""
-        if not (self.config.source_token_ids or self.config.music_token_ids):
+        if not (self.config.source_token_ids or self.config.music_token_ids or self.config.music_word_ids):
             return torch.full_like(ids, -1)
         if continuing:
             before = self.asked[row] if row < len(self.asked) else None
@@ -448,6 +451,10 @@ class MusTModel(MusTPreTrainedModel):
         """``(seconds, sources, MOMENT_DIM)`` source moments of batch row ``row``'s audio."""
         return self._cached(row, 3)
 
+    def music_moments(self, row: int) -> torch.Tensor | None:
+        """``(seconds, MOMENT_DIM)`` music moments of batch row ``row``'s audio."""
+        return self._cached(row, 4)
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
         cache = _cache_from(past_key_values, kwargs)
@@ -479,8 +486,13 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         # source moments: a source name's logit, in a turn that names a time, reads what that source does then
         self.moment_query = nn.Linear(hidden, MOMENT_DIM, bias=False)
         self.moment_query.zero_init = True
+        # music words: the logits of the words naming the music and how it changes read its moment, one query per word;
+        # built without drawing random numbers, so that every other weight starts as it did before it existed
+        self.music_word_query = nn.utils.skip_init(nn.Linear, hidden, len(MUSIC_READ_WORDS) * MOMENT_DIM, bias=False)
+        self.music_word_query.zero_init = True
         self.post_init()
         nn.init.zeros_(self.time_query.weight)  # starts as a plain LM head; the pointer is learned
+        nn.init.zeros_(self.music_word_query.weight)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
@@ -541,7 +553,8 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
                          audio_features=audio_features, **kwargs)
         hidden = out.last_hidden_state
         sl = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep else slice(None)
-        logits = self.point_at_sources(hidden[:, sl, :], self.point_at_seconds(hidden[:, sl, :], self.lm_head(hidden[:, sl, :])))
+        h = hidden[:, sl, :]
+        logits = self.point_at_music_words(h, self.point_at_sources(h, self.point_at_seconds(h, self.lm_head(h))))
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
@@ -602,21 +615,38 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         """Add to each source name's logit ``moment_query(h) · moment(asked second, source)``: in a turn that names
         a time ("what changes at 0:42?"), naming the source that enters or stops there is a look-up of the sources'
         moments at that second, the source pointer's question turned round."""
-        ids = torch.tensor(self.config.source_token_ids, device=logits.device)
+        return self._read_moments(hidden, logits, self.config.source_token_ids, self.model.source_moments,
+                                  lambda h, m: torch.einsum("ld,lkd->lk", self.moment_query(h), m))
+
+    def point_at_music_words(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Add to each music word's logit ``music_word_query_w(h) · music_moment(asked second)``: in a turn that names
+        a time, "the music gets softer" reads whether the music gets softer then — the word that answers, not only the
+        word "music" two tokens before it (music moments), sees the measured change."""
+        n = len(MUSIC_READ_WORDS)
+        if self.config.music_word_ids and len(self.config.music_word_ids) != n:
+            raise ValueError(f"music_word_ids has {len(self.config.music_word_ids)} ids for the {n} music words")
+        return self._read_moments(hidden, logits, self.config.music_word_ids, self.model.music_moments,
+                                  lambda h, m: torch.einsum("lwd,ld->lw", self.music_word_query(h).view(len(h), n, -1), m))
+
+    def _read_moments(self, hidden: torch.Tensor, logits: torch.Tensor, token_ids: list[int], moments_of, bonus
+                      ) -> torch.Tensor:
+        """Add ``bonus(h, moments at the asked second)`` ``(L, len(token_ids))`` to the logits of ``token_ids`` (-1:
+        none) at each position of a turn that names a time."""
+        ids = torch.tensor(token_ids, device=logits.device, dtype=torch.long)
         if not len(ids) or not self.model.audio_cache:
             return logits
         valid = ids >= 0
         rows = []
         for b in range(logits.shape[0]):
-            moments = self.model.source_moments(b)
+            moments = moments_of(b)
             at = self.model.asked[b][-logits.shape[1]:] if b < len(self.model.asked) else None
             ok = None if moments is None or at is None else (at >= 0) & (at < moments.shape[0])
             if ok is None or not bool(ok.any()):
                 rows.append(logits[b])
                 continue
-            bonus = torch.einsum("ld,lkd->lk", self.moment_query(hidden[b][ok]), moments[at[ok]]).to(logits.dtype)
+            add = bonus(hidden[b][ok], moments[at[ok]]).to(logits.dtype)
             row = logits[b].clone()
-            row[ok.nonzero()[:, :1], ids[valid]] += bonus[:, valid]
+            row[ok.nonzero()[:, :1], ids[valid]] += add[:, valid]
             rows.append(row)
         return torch.stack(rows)
 

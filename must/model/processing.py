@@ -12,13 +12,19 @@ import numpy as np
 
 from must.timecode import format_time
 
-__all__ = ["AUDIO_BOS", "AUDIO_EOS", "AUDIO_KEY", "MUSIC_WORDS", "MusTProcessor", "time_tokens"]
+__all__ = ["AUDIO_BOS", "AUDIO_EOS", "AUDIO_KEY", "MUSIC_CHANGE_WORDS", "MUSIC_READ_WORDS", "MUSIC_WORDS", "MusTProcessor",
+           "time_tokens"]
 
 AUDIO_BOS, AUDIO_EOS, AUDIO_KEY = "<|audio_bos|>", "<|audio_eos|>", "<|audio_key|>"
 SYSTEM = "You are an expert music listener."
 # the words the benchmark uses for the music as a whole ("the music gets louder", "the tempo slows down", "the
 # dynamics swell", "the volume falls away", "the pace picks up"): music moments are added to them
 MUSIC_WORDS = ("music", "tempo", "dynamics", "volume", "pace")
+# the words that say which way it changes ("louder", "slows", "the dynamics swell", "the pace relaxes", …)
+MUSIC_CHANGE_WORDS = ("louder", "softer", "speeds", "slows", "accelerates", "decelerates", "swell", "drop", "rises", "falls",
+                      "picks", "relaxes")
+# music words: their logits read the music's moment (MusTConfig.music_word_ids, one slot per word, in this order)
+MUSIC_READ_WORDS = MUSIC_WORDS + MUSIC_CHANGE_WORDS
 ASSISTANT_TURN = " <|im_end|> <|im_start|> assistant"  # ends the user turn, opens the answer
 
 
@@ -81,6 +87,13 @@ class MusTProcessor:
         t = self.tokenizer
         ids = [t.convert_tokens_to_ids(w) for w in MUSIC_WORDS]
         return {"music_token_ids": [i for i in ids if i not in (None, t.unk_token_id)], **self._turn_ids()}
+
+    def music_word_ids(self) -> dict:
+        """Config ids that switch on music words: per word of :data:`MUSIC_READ_WORDS`, its token (-1 where the
+        tokenizer lacks it), and the turn markers."""
+        t = self.tokenizer
+        ids = [t.convert_tokens_to_ids(w) for w in MUSIC_READ_WORDS]
+        return {"music_word_ids": [-1 if i in (None, t.unk_token_id) else i for i in ids], **self._turn_ids()}
 
     def _turn_ids(self) -> dict:
         t = self.tokenizer
