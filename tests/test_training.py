@@ -52,8 +52,8 @@ def test_all_stages_write_safetensors_and_metrics(smoke_run):
 
 
 def test_music_words_are_switched_on_and_learned(smoke_run):
-    """The smoke config turns music words on: every stage's config holds one id slot per music word, and the
-    zero-initialised read is learned in stage 2 and again, as a module LoRA keeps whole, in stage 3."""
+    """The smoke config turns music words on: stage 2's and stage 3's configs hold one id slot per music word, and
+    the zero-initialised read is learned in stage 2 and again, as a module LoRA keeps whole, in stage 3."""
     from safetensors.torch import load_file
 
     from must.model.processing import MUSIC_READ_WORDS

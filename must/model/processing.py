@@ -77,23 +77,23 @@ class MusTProcessor:
     def moment_ids(self, sources: list[str]) -> dict:
         """Config ids that switch on source moments: per source, the token of the last word of its name as the
         suite writes it (``electric_bass`` → ``bass``; -1 if the tokenizer lacks it), and the turn markers."""
-        t = self.tokenizer
-        ids = [t.convert_tokens_to_ids(s.replace("_", " ").split()[-1].lower()) for s in sources]
-        return {"source_token_ids": [-1 if i in (None, t.unk_token_id) else i for i in ids], **self._turn_ids()}
+        return {"source_token_ids": self._word_ids(s.replace("_", " ").split()[-1].lower() for s in sources),
+                **self._turn_ids()}
 
     def music_ids(self) -> dict:
         """Config ids that switch on music moments: the tokens of :data:`MUSIC_WORDS` the tokenizer has, and the
         turn markers."""
-        t = self.tokenizer
-        ids = [t.convert_tokens_to_ids(w) for w in MUSIC_WORDS]
-        return {"music_token_ids": [i for i in ids if i not in (None, t.unk_token_id)], **self._turn_ids()}
+        return {"music_token_ids": [i for i in self._word_ids(MUSIC_WORDS) if i >= 0], **self._turn_ids()}
 
     def music_word_ids(self) -> dict:
         """Config ids that switch on music words: per word of :data:`MUSIC_READ_WORDS`, its token (-1 where the
         tokenizer lacks it), and the turn markers."""
+        return {"music_word_ids": self._word_ids(MUSIC_READ_WORDS), **self._turn_ids()}
+
+    def _word_ids(self, words: Iterable[str]) -> list[int]:
+        """Per word, its token id, -1 where the tokenizer lacks it."""
         t = self.tokenizer
-        ids = [t.convert_tokens_to_ids(w) for w in MUSIC_READ_WORDS]
-        return {"music_word_ids": [-1 if i in (None, t.unk_token_id) else i for i in ids], **self._turn_ids()}
+        return [-1 if i in (None, t.unk_token_id) else i for i in map(t.convert_tokens_to_ids, words)]
 
     def _turn_ids(self) -> dict:
         t = self.tokenizer
