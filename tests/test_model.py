@@ -387,6 +387,7 @@ def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypa
          "speeds up\n\nWhich of the following options represents the correct chronological order?\nA: (X) → (Y) → (Z)\n"
          "B: (X) → (Z) → (Y)\nC: (Y) → (X) → (Z)\nD: (Y) → (Z) → (X)\nE: (Z) → (X) → (Y)\nF: (Z) → (Y) → (X)")
     item = [{"question": q, "duration": 6.0, "task": "GTO"}]
+    monkeypatch.setattr(inference, "scanned_time_probs", lambda *a, **k: {})  # no scan: the pointer's alone
     # without the model's time distributions (none read back), the written times decide
     monkeypatch.setattr(inference, "written_time_probs", lambda *a: {})
     got = answer_batch(model, proc, item, [feats], 4, choices="constrained")[0]
@@ -399,6 +400,11 @@ def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypa
     monkeypatch.setattr(inference, "written_time_probs", lambda *a: probs)
     assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: E")  # (Z) → (X) → (Y)
     assert answer_batch(model, proc, item, [feats], 4, choices="scored")[0].endswith("Answer: D")  # scored: written
+    # the scan's distributions multiply the pointer's (to the power GTO_POINTER_WEIGHT): a scan sure of Y at 0:01
+    # leaves Y's pointer 0.4 at 0:01 and nothing at 0:06, so (Y) → (Z) → (X); gto_scan=False ignores the scan
+    monkeypatch.setattr(inference, "scanned_time_probs", lambda *a, **k: {"Y": sure(1)})
+    assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: D")
+    assert answer_batch(model, proc, item, [feats], 4, choices="constrained", gto_scan=False)[0].endswith("Answer: E")
 
 
 def test_ordering_probability_of_three_independent_times():
@@ -416,6 +422,61 @@ def test_ordering_probability_of_three_independent_times():
     options = {"A": "(X) → (Y) → (Z)", "B": "(Z) → (Y) → (X)"}
     assert order_from_time_probs({"X": sure(2), "Y": sure(1), "Z": sure(0)}, options) == "B"
     assert order_from_time_probs({"X": sure(2), "Y": sure(1)}, options) is None  # (Z) was not timed
+
+
+def test_options_loglik_scores_each_prompt_as_option_loglik_does(tiny):
+    from must.model.inference import option_loglik, options_loglik
+
+    model, proc = tiny
+    feats = model.encode_audio(np.random.default_rng(5).normal(0, 0.1, 16000 * 6).astype(np.float32))
+    prompts = [proc.prompt(f"What happens in the music at 0:0{t}?", 6.0) for t in (1, 4)]
+    conts = ["The drums enter.", "No noticeable change."]
+    got = options_loglik(model, proc, prompts, feats, conts, closed=False)
+    assert got.shape == (2, 2)
+    for row, p in zip(got, prompts):
+        assert np.allclose(row, option_loglik(model, proc, p, feats, conts, closed=False), atol=1e-4)
+    assert not np.allclose(got[0], got[1])  # the asked second changes the scores
+
+
+def test_scanned_time_probs_ask_ltr_questions_at_every_second(tiny, monkeypatch):
+    model, proc = tiny
+    q = ("These three transitions can be heard in the audio:\n(X) The drums enter\n(Y) The music gets louder\n"
+         "(Z) The tempo slows down\n\nWhich of the following options represents the correct chronological order?\n"
+         "A: (X) → (Y) → (Z)\nB: (X) → (Z) → (Y)")
+    # per-token scores of X, Y, Z, "no noticeable change" by the asked second (a 3 s track: 0:00 to 0:03)
+    table = {0: [-1.0, -2.0, -3.0, -0.5], 1: [-2.0, -2.0, -3.0, -0.5], 2: [-3.0, -1.0, -3.0, -0.5], 3: [-3.0, -3.0, -3.0, -0.5]}
+    asked = []
+
+    def fake(model, processor, prompts, features, continuations, closed=True):
+        assert continuations == ["The drums enter.", "The music gets louder.", "The tempo slows down.", "No noticeable change."]
+        assert not closed
+        times = [int(re.search(r"at 0:0(\d)\?\n\nA: The drums enter\nB: The music gets louder\nC: The tempo slows down\n"
+                               r"D: No noticeable change$", p).group(1)) for p in prompts]
+        asked.extend(times)
+        return np.array([table[t] for t in times])
+
+    monkeypatch.setattr(inference, "options_loglik", fake)
+    got = inference.scanned_time_probs(model, proc, lambda question: question, q, None, seconds=3, sharpness=2.0,
+                                       batch_seconds=3)
+    assert asked == [0, 1, 2, 3]  # in batches of three seconds, then one
+    # X: scores -1, -2, -3, -3 (mean -2.25), times 2 → softmax of (2.5, 0.5, -1.5, -1.5); Z is the same everywhere
+    x = np.exp([2.5, 0.5, -1.5, -1.5])
+    assert np.allclose(got["X"], x / x.sum())
+    assert np.allclose(got["Z"], np.full(4, 0.25))
+    assert int(np.argmax(got["Y"])) == 2
+    assert inference.scanned_time_probs(model, proc, str, "What happens at 0:03?\nA: x", None, seconds=3) == {}
+
+
+def test_combine_time_probs_multiplies_the_weighted_distributions():
+    from must.model.inference import combine_time_probs
+
+    scan = {"X": np.array([0.5, 0.5, 0.0]), "Y": np.array([0.2, 0.8])}
+    pointer = {"X": np.array([0.1, 0.4, 0.5, 0.0]), "Z": np.array([1.0, 0.0])}
+    got = combine_time_probs(scan, pointer, 0.5)
+    x = np.array([0.5 * 0.1 ** 0.5, 0.5 * 0.4 ** 0.5, 0.0])  # over the three seconds both cover
+    assert np.allclose(got["X"], x / x.sum(), atol=1e-5)
+    assert np.array_equal(got["Y"], scan["Y"]) and np.array_equal(got["Z"], pointer["Z"])  # one of them only
+    assert np.allclose(combine_time_probs(scan, pointer, 0.0)["X"], scan["X"])
 
 
 def test_written_time_probs_read_the_distribution_each_time_was_chosen_from(tiny):

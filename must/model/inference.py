@@ -36,20 +36,23 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from must.answers import option_texts
+from must.answers import labelled_changes, option_texts
 from must.model.heard import heard_for
 from must.model.modeling import time_token_seconds
 from must.model.processing import MusTProcessor
 from must.timecode import find_times, format_time, parse_time
 
-__all__ = ["answer_batch", "option_loglik", "order_from_times", "order_from_time_probs", "ordering_probability",
-           "written_time_probs", "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources",
+__all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs", "ordering_probability",
+           "written_time_probs", "scanned_time_probs", "combine_time_probs", "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources",
            "source_name_ids", "TimeChoice",
-           "hit_window_second", "median_second", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION"]
+           "hit_window_second", "median_second", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION",
+           "GTO_SCAN_SHARPNESS", "GTO_POINTER_WEIGHT"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 LTR_CALIBRATION = 0.5  # weight of an LTR option's score at other moments, subtracted under "constrained"
 CALIBRATION_SHIFTS = (-20, -10, 10, 20)  # seconds: the other moments an LTR question is asked at
+GTO_SCAN_SHARPNESS = 10.0  # scanned_time_probs: per-token log-probability → logits over seconds (val)
+GTO_POINTER_WEIGHT = 0.25  # weight of the pointer's distribution against the scan's (val)
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
 # MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
 _LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
@@ -168,16 +171,19 @@ def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProces
 
 @torch.no_grad()
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
-                 max_new_tokens: int = 48, choices: str = "generate", ltr_calibration: float = LTR_CALIBRATION) -> list[str]:
+                 max_new_tokens: int = 48, choices: str = "generate", ltr_calibration: float = LTR_CALIBRATION,
+                 gto_scan: bool = True) -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
     features: greedy text, with multiple-choice letters chosen as described in the module doc when ``choices`` is
-    ``"scored"`` or ``"constrained"`` (``ltr_calibration``: see there; 0 turns it off)."""
+    ``"scored"`` or ``"constrained"`` (``ltr_calibration``: see there, 0 turns it off; ``gto_scan``: GTO's times
+    also from :func:`scanned_time_probs`)."""
     if choices not in CHOICE_MODES:
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
     tok = processor.tokenizer
-    def prompt(item: dict[str, Any], feats: torch.Tensor, question: str | None = None) -> str:
-        return processor.prompt(question or item["question"], item["duration"], item.get("instruction", ""),
+    def prompt(item: dict[str, Any], feats: torch.Tensor, question: str | None = None, instruction: str | None = None) -> str:
+        return processor.prompt(question or item["question"], item["duration"],
+                                item.get("instruction", "") if instruction is None else instruction,
                                 heard=heard_for(model, feats))
 
     prompts = [prompt(i, f) for i, f in zip(items, features)]
@@ -217,6 +223,13 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 if choices == "constrained":
                     seconds = min(model.config.max_seconds, int(item["duration"]))
                     probs = written_time_probs(model, processor, prompts[k], feats, out[k, n:], seconds)
+                    if gto_scan:
+                        from bench.evaluate.prompts import load_prompts
+
+                        ltr = load_prompts().instructions["LTR"]  # the scan asks LTR questions
+                        scan = scanned_time_probs(model, processor, lambda q: prompt(item, feats, q, ltr), item["question"],
+                                                  feats, seconds)
+                        probs = combine_time_probs(scan, probs, GTO_POINTER_WEIGHT)
                     letter = order_from_time_probs(probs, options)
                 letter = letter or order_from_times(answers[k], options)
                 if letter:
@@ -235,24 +248,33 @@ def shifted_questions(question: str, duration: float, shifts: tuple[int, ...] = 
     return [question[: asked.start] + format_time(t) + question[asked.end :] for t in sorted(moved)]
 
 
-@torch.no_grad()
 def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.Tensor, continuations: list[str],
                   closed: bool = True) -> list[float]:
     """Mean log-probability per token of each continuation of ``prompt`` (one audio, one batch); ``closed``: the
     continuation ends the turn (``<|im_end|>`` is scored too)."""
+    return options_loglik(model, processor, [prompt], features, continuations, closed)[0].tolist()
+
+
+@torch.no_grad()
+def options_loglik(model, processor: MusTProcessor, prompts: list[str], features: torch.Tensor, continuations: list[str],
+                   closed: bool = True) -> np.ndarray:
+    """``(prompts, continuations)``: :func:`option_loglik` of every continuation after each of ``prompts`` (one
+    audio), in one batch."""
     tok = processor.tokenizer
-    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    ps = tok(list(prompts), add_special_tokens=False)["input_ids"]
     conts = [tok(processor.answer(c) if closed else f" {c}", add_special_tokens=False)["input_ids"] for c in continuations]
-    n = len(p) + max(len(c) for c in conts)
-    ids = torch.full((len(conts), n), tok.pad_token_id, dtype=torch.long)
+    rows = [(p, c) for p in ps for c in conts]
+    n = max(len(p) + len(c) for p, c in rows)
+    ids = torch.full((len(rows), n), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for i, c in enumerate(conts):  # right-padded: every row's prompt sits at the same positions
+    for i, (p, c) in enumerate(rows):  # right-padded: each row's continuation follows its own prompt
         ids[i, : len(p) + len(c)] = torch.tensor(p + c)
         mask[i, : len(p) + len(c)] = 1
     logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                   audio_features=[features] * len(conts)).logits.float()
+                   audio_features=[features] * len(rows)).logits.float()
     logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1).to(logits.device))[..., 0]
-    return [float(logp[i, len(p) - 1 : len(p) - 1 + len(c)].mean()) for i, c in enumerate(conts)]
+    means = [float(logp[i, len(p) - 1 : len(p) - 1 + len(c)].mean()) for i, (p, c) in enumerate(rows)]
+    return np.array(means).reshape(len(ps), len(conts))
 
 
 def order_from_times(text: str, options: dict[str, str]) -> str | None:
@@ -299,6 +321,53 @@ def written_time_probs(model, processor: MusTProcessor, prompt: str, features: t
     logits = model(input_ids=full, attention_mask=torch.ones_like(full), audio_features=[features]).logits[0].float()
     span = slice(cfg.time_token_offset, cfg.time_token_offset + seconds + 1)
     return {lab: torch.softmax(logits[pos, span], -1).cpu().numpy() for lab, pos in where.items()}
+
+
+@torch.no_grad()
+def scanned_time_probs(model, processor: MusTProcessor, prompt_of: Callable[[str], str], question: str,
+                       features: torch.Tensor, seconds: int, sharpness: float = GTO_SCAN_SHARPNESS,
+                       batch_seconds: int = 4) -> dict[str, np.ndarray]:
+    """For each change ``(X)``, ``(Y)``, ``(Z)`` a GTO question lists, a distribution over the seconds ``0..seconds``
+    from asking, at every second ``t``, the LTR question "What happens in the music at t?" with the three changes and
+    "No noticeable change" as its options: each change's mean log-probability per token (:func:`options_loglik`) as
+    ``t`` goes, less its mean over the track (what the model finds likely anywhere), times ``sharpness``, softmaxed
+    over seconds. Recognising a change at a given moment is what LTR trains, and MusT does it better than it points
+    at the moment (for the music getting softer or louder, 87–97 % of LTR answers against 52–66 % of GTO times
+    within 3 s; tempo changes 58–64 % against 14–17 %, docs/training-log.md). ``prompt_of``: a question's prompt.
+    Empty when the question does not list three changes."""
+    from bench.tasks.ltr import TEMPLATES
+    from bench.tasks.phrasing import NO_CHANGE
+
+    changes = labelled_changes(question)
+    if sorted(changes) != ["X", "Y", "Z"]:
+        return {}
+    options = [changes["X"], changes["Y"], changes["Z"], NO_CHANGE]
+    listed = "\n".join(f"{letter}: {text}" for letter, text in zip("ABCD", options))
+    # "What happens in the music at {t}?": the template that names the music, not "the change", which need not exist
+    template = TEMPLATES[-1] + "\n\n" + listed
+    times = list(range(seconds + 1))
+    scores = np.concatenate([
+        options_loglik(model, processor, [prompt_of(template.format(t=format_time(t))) for t in times[i : i + batch_seconds]],
+                       features, [f"{o}." for o in options], closed=False)
+        for i in range(0, len(times), batch_seconds)])[:, :3]
+    logits = sharpness * (scores - scores.mean(0))
+    probs = np.exp(logits - logits.max(0))
+    return {label: probs[:, i] / probs[:, i].sum() for i, label in enumerate("XYZ")}
+
+
+def combine_time_probs(first: dict[str, np.ndarray], second: dict[str, np.ndarray], weight: float) -> dict[str, np.ndarray]:
+    """Per label, ``first · second^weight`` renormalised over the seconds both cover (a product of experts); a label
+    only one of them has keeps that one's distribution."""
+    out = {}
+    for label in set(first) | set(second):
+        if label not in first or label not in second:
+            out[label] = first.get(label, second.get(label))
+            continue
+        n = min(len(first[label]), len(second[label]))
+        logp = np.log(np.maximum(first[label][:n], 1e-12)) + weight * np.log(np.maximum(second[label][:n], 1e-12))
+        p = np.exp(logp - logp.max())
+        out[label] = p / p.sum()
+    return out
 
 
 def ordering_probability(first: np.ndarray, second: np.ndarray, third: np.ndarray) -> float:

@@ -21,10 +21,12 @@ class MusTAdapter(Model):
     distinct times, lettered by their most probable ordering, and writes TSG and MTR times from the model's whole
     distribution over seconds (:mod:`must.model.inference`); the default ``generate`` takes the letter and the
     times the model writes. ``ltr_calibration`` (``constrained`` only): weight of each LTR option's score at other
-    moments of the track, subtracted (0: off, how LTR was scored before this option existed)."""
+    moments of the track, subtracted (0: off, how LTR was scored before this option existed). ``gto_scan``
+    (``constrained`` only): GTO's times also from LTR questions asked at every second (false: from the pointer alone,
+    how GTO was answered before this option existed; about 8 s more per GTO question on 2 CPU cores)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
-                 ltr_calibration: float | None = None):
+                 ltr_calibration: float | None = None, gto_scan: bool = True):
         import torch
 
         from bench.evaluate.prompts import load_prompts
@@ -46,8 +48,13 @@ class MusTAdapter(Model):
         self._cache_tracks = cache_tracks
         tail = path.rstrip("/").split("/")
         self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("" if choices == "generate" else f"+{choices}")
+        if not isinstance(gto_scan, bool):
+            raise ValueError(f"must: gto_scan must be true or false, got {gto_scan!r}")
+        self.gto_scan = gto_scan
         if choices == "constrained" and self.ltr_calibration != LTR_CALIBRATION:
             self.name += f"(ltr_calibration={self.ltr_calibration:g})"
+        if choices == "constrained" and not gto_scan:
+            self.name += "(gto_scan=false)"
 
     def features_for(self, audio: str) -> torch.Tensor:
         """The encoder features of one audio file (computed once; the last ``cache_tracks`` files are kept)."""
@@ -74,6 +81,6 @@ class MusTAdapter(Model):
                           "instruction": self.instructions.get(r.task, ""), "task": r.task})
         if ok:
             for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices,
-                                                self.ltr_calibration)):
+                                                self.ltr_calibration, self.gto_scan)):
                 out[i] = a
         return out
