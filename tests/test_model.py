@@ -184,6 +184,20 @@ def test_generate_and_store_and_round_trip(tiny, tmp_path):
     assert torch.allclose(loaded.encode_audio(np.zeros(16000, np.float32)), model.encode_audio(np.zeros(16000, np.float32)), atol=1e-5)
 
 
+def test_must_adapter_names_and_checks_its_gto_scan_argument(tiny, tmp_path):
+    from must.models.base import load_model, parse_model_args
+
+    model, proc = tiny
+    model.save_pretrained(tmp_path / "final")
+    proc.save_pretrained(tmp_path / "final")
+    spec = f"must:{tmp_path / 'final'}"
+    assert load_model(spec, choices="constrained").gto_scan is True
+    off = load_model(spec, **parse_model_args("choices=constrained,gto_scan=false"))
+    assert off.gto_scan is False and off.name == f"must:{tmp_path.name}+constrained(gto_scan=false)"
+    with pytest.raises(ValueError, match="gto_scan must be true or false"):
+        load_model(spec, choices="constrained", gto_scan="off")
+
+
 def test_encode_audio_handles_chunk_tails(tiny):
     model, _ = tiny
     for seconds, frames in ((150.02, 1500), (150.5, 1505), (301.0, 3010)):

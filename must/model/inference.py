@@ -18,7 +18,8 @@ distributions over each change's time (:func:`written_time_probs`, :func:`order_
 default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
 docs/training-log.md) — each multiplied (``gto_scan``) by the distribution of the seconds at which the model,
 asked LTR's question there, recognises that change (:func:`scanned_time_probs`, :func:`combine_time_probs`; for
-today's default, whole test split GTO 50.4 → 59.3 %, +8.9 ± 4.3 paired, docs/training-log.md) — falling back to
+g36d5, the default before tempo signals, whole test split GTO 50.4 → 59.3 %, +8.9 ± 4.3 paired; val 48.3 → 74.2 %,
+where its two constants were chosen; docs/training-log.md) — falling back to
 the ordering its three written times imply (as in ``scored``). A small LM names the right change or the right times
 more often than it binds them to a letter. ``constrained`` also writes each time
 from the model's whole distribution over seconds rather than its single most probable second
@@ -45,9 +46,9 @@ from must.model.modeling import time_token_seconds
 from must.model.processing import MusTProcessor
 from must.timecode import find_times, format_time, parse_time
 
-__all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs", "ordering_probability",
-           "written_time_probs", "scanned_time_probs", "combine_time_probs", "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources",
-           "source_name_ids", "TimeChoice",
+__all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
+           "ordering_probability", "written_time_probs", "scanned_time_probs", "combine_time_probs",
+           "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources", "source_name_ids", "TimeChoice",
            "hit_window_second", "median_second", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION",
            "GTO_SCAN_SHARPNESS", "GTO_POINTER_WEIGHT"]
 

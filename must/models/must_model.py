@@ -23,7 +23,7 @@ class MusTAdapter(Model):
     times the model writes. ``ltr_calibration`` (``constrained`` only): weight of each LTR option's score at other
     moments of the track, subtracted (0: off, how LTR was scored before this option existed). ``gto_scan``
     (``constrained`` only): GTO's times also from LTR questions asked at every second (false: from the pointer alone,
-    how GTO was answered before this option existed; about 8 s more per GTO question on 2 CPU cores)."""
+    how GTO was answered before this option existed; the scan costs about 4 s per GTO question on 2 CPU cores)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
                  ltr_calibration: float | None = None, gto_scan: bool = True):
