@@ -33,6 +33,7 @@ Either way, an interval's end is written after its start (:class:`IntervalEndAft
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable
 
@@ -185,12 +186,21 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
     tok = processor.tokenizer
-    def prompt(item: dict[str, Any], feats: torch.Tensor, question: str | None = None, instruction: str | None = None) -> str:
-        return processor.prompt(question or item["question"], item["duration"],
-                                item.get("instruction", "") if instruction is None else instruction,
-                                heard=heard_for(model, feats))
+    heard = [heard_for(model, f) for f in features]  # once per item: the LTR calibration and GTO scan re-prompt often
 
-    prompts = [prompt(i, f) for i, f in zip(items, features)]
+    def prompt(k: int, question: str | None = None, instruction: str | None = None) -> str:
+        item = items[k]
+        return processor.prompt(question or item["question"], item["duration"],
+                                item.get("instruction", "") if instruction is None else instruction, heard=heard[k])
+
+    prompts = [prompt(k) for k in range(len(items))]
+
+    @functools.cache
+    def ltr_instruction() -> str:
+        """The instruction of LTR questions, which the GTO scan asks (read once per batch)."""
+        from bench.evaluate.prompts import load_prompts
+
+        return load_prompts().instructions["LTR"]
     enc = tok(prompts, return_tensors="pt", padding=True)
     n = enc["input_ids"].shape[1]
     processors = answer_form_processors(model, tok, n)
@@ -219,7 +229,7 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 others = shifted_questions(item["question"], item["duration"]) if not scored and ltr_calibration else []
                 if others:
                     scores = scores - ltr_calibration * np.mean(
-                        [option_loglik(model, processor, prompt(item, feats, q), feats, conts, closed=False) for q in others], 0)
+                        [option_loglik(model, processor, prompt(k, q), feats, conts, closed=False) for q in others], 0)
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
                 answers[k] = f"{options[best]}. Answer: {best}"
             elif item.get("task") == "GTO" and options:
@@ -228,11 +238,8 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                     seconds = min(model.config.max_seconds, int(item["duration"]))
                     probs = written_time_probs(model, processor, prompts[k], feats, out[k, n:], seconds)
                     if gto_scan:
-                        from bench.evaluate.prompts import load_prompts
-
-                        ltr = load_prompts().instructions["LTR"]  # the scan asks LTR questions
-                        scan = scanned_time_probs(model, processor, lambda q: prompt(item, feats, q, ltr), item["question"],
-                                                  feats, seconds)
+                        scan = scanned_time_probs(model, processor, lambda q: prompt(k, q, ltr_instruction()),
+                                                  item["question"], feats, seconds)
                         probs = combine_time_probs(scan, probs, GTO_POINTER_WEIGHT)
                     letter = order_from_time_probs(probs, options)
                 letter = letter or order_from_times(answers[k], options)
