@@ -25,8 +25,9 @@ from typing import Any
 from must.timecode import find_intervals, find_times
 
 __all__ = ["Parsed", "parse_timestamp", "parse_interval_answer", "parse_choice", "option_texts", "option_clauses",
-           "labelled_changes", "clean_text"]
+           "labelled_changes", "clean_text", "LETTERS"]
 
+LETTERS = "ABCDEF"  # option letters: LTR uses the first four, GTO all six
 MAX_ANSWER_CHARS = 20_000  # model outputs beyond this are truncated before parsing (1 MB garbage stays fast)
 
 
@@ -150,14 +151,10 @@ def option_clauses(text: str) -> list[str]:
     return [c.strip().lower() for c in re.split(r", | and ", text.strip().rstrip("."))]
 
 
-def _letters(n_options: int) -> str:
-    return "ABCDEF"[:n_options]
-
-
 def parse_choice(text: Any, n_options: int = 4, question: str | None = None) -> Parsed:
     """The option letter a free-form answer picks (``"C) The male voice…"``, ``"Answer: F"``)."""
     s = clean_text(text).strip()
-    valid = _letters(n_options)
+    valid = LETTERS[:n_options]
     cls = f"[{valid}]"
     rules = [
         rf"^\(?({cls})\)?[.:)]?$",

@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.metrics.avqa import INSTRUMENTS, NUMBERS
 from bench.scoring import n_options
+from must.answers import LETTERS
 from must.timecode import find_times
 
 __all__ = ["item_rng", "letters_for", "avqa_candidates", "question_time", "intensity_kind", "question_source", "template_key"]
@@ -22,7 +23,7 @@ def item_rng(seed: int, item_id: str) -> np.random.Generator:
 
 def letters_for(item: dict[str, Any]) -> str:
     """The option letters of a multiple-choice item."""
-    return "ABCDEF"[: n_options(item["task"], item["question"])]
+    return LETTERS[: n_options(item["task"], item["question"])]
 
 
 def avqa_candidates(question: str) -> list[str]:

@@ -25,7 +25,7 @@ from bench.annotate.estimate import annotate_audio
 from bench.annotate.sources import HPSSBandSeparator
 from bench.baselines.common import intensity_kind, question_source, question_time
 from bench.tasks.gto import ORDERINGS
-from must.answers import labelled_changes, option_texts
+from must.answers import LETTERS, labelled_changes, option_texts
 from must.audio import load_audio
 from must.models.base import Model, ModelError, Request, register_model
 from must.timecode import format_intervals, format_time
@@ -141,7 +141,7 @@ class DSPBaseline(Model):
                 curve = [np.mean([a.evidence(c, float(tt)) for c in cs] or [0]) if ok else -9 for tt, ok in zip(a.times, inside)]
                 when[lab] = float(a.times[int(np.argmax(curve))])
             order = tuple(sorted(when, key=when.get))
-            return "ABCDEF"[ORDERINGS.index(order)] if order in ORDERINGS else "A"
+            return LETTERS[ORDERINGS.index(order)] if order in ORDERINGS else "A"
         if r.task == "MTR":
             regions = a.ann.regions.get(intensity_kind(q)) or [(0.0, a.duration)]
             return format_intervals(regions)

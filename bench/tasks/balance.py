@@ -16,10 +16,10 @@ import numpy as np
 
 from bench.tasks.base import Draft
 from bench.tasks.gto import ORDERINGS, QUESTION
+from must.answers import LETTERS
 
 __all__ = ["LETTERS", "finalize", "cap_answer_share", "format_ltr", "format_gto"]
 
-LETTERS = "ABCDEF"
 BINARY_CAP, MULTICLASS_CAP = 0.60, 0.50
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from must.answers import labelled_changes, option_texts
+from must.answers import LETTERS, labelled_changes, option_texts
 from must.model.heard import heard_for
 from must.model.modeling import time_token_seconds
 from must.model.processing import MusTProcessor
@@ -353,7 +353,7 @@ def scanned_time_probs(model, processor: MusTProcessor, prompt_of: Callable[[str
     if sorted(changes) != ["X", "Y", "Z"]:
         return {}
     options = [changes["X"], changes["Y"], changes["Z"], NO_CHANGE]
-    listed = "\n".join(f"{letter}: {text}" for letter, text in zip("ABCD", options))
+    listed = "\n".join(f"{letter}: {text}" for letter, text in zip(LETTERS, options))
     # "What happens in the music at {t}?": the template that names the music, not "the change", which need not exist
     template = TEMPLATES[-1] + "\n\n" + listed
     times = list(range(seconds + 1))

@@ -19,7 +19,7 @@ def answer_from_heard(task: str, question: str, qa_type: str | None, events: lis
     from bench.baselines.common import intensity_kind, question_source, question_time
     from bench.tasks.gto import ORDERINGS
     from bench.tasks.phrasing import event_option, source_phrase
-    from must.answers import labelled_changes, option_clauses, option_texts
+    from must.answers import LETTERS, labelled_changes, option_clauses, option_texts
     from must.timecode import format_intervals, format_time
 
     if task == "TSG":
@@ -46,7 +46,7 @@ def answer_from_heard(task: str, question: str, qa_type: str | None, events: lis
             times = [e.time for e in events if event_option(e) in option_clauses(text)]
             when[label] = min(times, default=float("inf"))
         order = tuple(sorted(when, key=when.get))
-        return "ABCDEF"[ORDERINGS.index(order)] if order in ORDERINGS else ""
+        return LETTERS[ORDERINGS.index(order)] if order in ORDERINGS else ""
     return ""
 
 
