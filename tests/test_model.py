@@ -328,12 +328,12 @@ def test_constrained_ltr_subtracts_each_options_score_at_other_moments(tiny, mon
     table = {"0:03": [-1.0, -1.2, -3.0, -0.9], "0:00": [-2.0, -1.0, -3.0, -0.4], "0:05": [-2.0, -1.4, -3.0, -0.6]}
     asked = []
 
-    def fake_loglik(model, processor, prompt, features, continuations, closed=True):
-        time = re.search(r"at (\d:\d\d) ?\?", prompt).group(1)
-        asked.append(time)
-        return table[time]
+    def fake_loglik(model, processor, prompts, features, continuations, closed=True):
+        times = [re.search(r"at (\d:\d\d) ?\?", p).group(1) for p in prompts]
+        asked.extend(times)
+        return np.array([table[t] for t in times])
 
-    monkeypatch.setattr(inference, "option_loglik", fake_loglik)
+    monkeypatch.setattr(inference, "options_loglik", fake_loglik)
     item = {"question": q, "duration": 6.0, "task": "LTR"}
 
     def answer(weight: float) -> str:

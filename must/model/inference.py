@@ -225,11 +225,11 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 # scored: the whole trained answer, letter included; constrained: the description alone
                 scored = choices == "scored"
                 conts = [f"{text}. Answer: {letter}" if scored else f"{text}." for letter, text in options.items()]
-                scores = np.array(option_loglik(model, processor, prompts[k], feats, conts, closed=scored))
                 others = shifted_questions(item["question"], item["duration"]) if not scored and ltr_calibration else []
-                if others:
-                    scores = scores - ltr_calibration * np.mean(
-                        [option_loglik(model, processor, prompt(k, q), feats, conts, closed=False) for q in others], 0)
+                # the asked moment and the shifted ones in one batch: row 0 is the question as asked
+                table = options_loglik(model, processor, [prompts[k]] + [prompt(k, q) for q in others], feats, conts,
+                                       closed=scored)
+                scores = table[0] - ltr_calibration * table[1:].mean(0) if others else table[0]
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
                 answers[k] = f"{options[best]}. Answer: {best}"
             elif item.get("task") == "GTO" and options:
