@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -156,10 +157,25 @@ def freeze_audio_encoder(kind: str, model) -> None:
 
 def resume_point(sdir: Path) -> str | None:
     """The last complete Trainer checkpoint of a stage (to resume after a kill), if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     ck = sdir / "checkpoints"
-    return get_last_checkpoint(str(ck)) if ck.exists() else None
+    if not ck.exists():
+        return None
+    found = sorted((p for p in ck.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for path in found:
+        # the Trainer writes trainer_state.json last, so a kill while saving leaves a folder without it (or with a
+        # truncated one); transformers' get_last_checkpoint would pick that folder and the resume would fail
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            log.warning("removing the incomplete checkpoint %s (killed while saving)", path)
+            if rank_world()[0] == 0:  # so the Trainer's rotation of old checkpoints does not count it
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        return str(path)
+    return None
 
 
 # options that change the projector's input width: fixed by stage 2, which first trains the projector

@@ -248,3 +248,21 @@ def test_threads_per_process_honours_omp_num_threads(monkeypatch):
     for unusable in ("0", "", "two"):
         monkeypatch.setenv("OMP_NUM_THREADS", unusable)
         assert threads_per_process(1) == usable_cpus()
+
+
+def test_resume_point_skips_a_checkpoint_killed_while_saving(tmp_path):
+    from stages.common import resume_point
+
+    assert resume_point(tmp_path) is None
+    ck = tmp_path / "checkpoints"
+    for step, state in ((2, '{"global_step": 2}'), (4, None), (6, '{"global_st')):  # 4: no state yet; 6: truncated
+        (ck / f"checkpoint-{step}").mkdir(parents=True)
+        (ck / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"x")
+        if state is not None:
+            (ck / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (ck / "checkpoint-10").write_text("not a folder")
+    assert resume_point(tmp_path) == str(ck / "checkpoint-2")
+    assert sorted(x.name for x in ck.iterdir()) == ["checkpoint-10", "checkpoint-2"]  # the incomplete ones are removed
+    (ck / "checkpoint-12").mkdir()
+    (ck / "checkpoint-12" / "trainer_state.json").write_text('{"global_step": 12}')
+    assert resume_point(tmp_path) == str(ck / "checkpoint-12")  # by step number, not name order

@@ -98,6 +98,22 @@ def _copy_earlier_stages(src, dst, stage):
         shutil.copytree(src / STAGE_DIRS[n], dst / STAGE_DIRS[n])
 
 
+def _leave_a_checkpoint_half_saved(ckdir, save_steps):
+    """Make the newest checkpoint look killed while saving (weights written, no trainer_state.json), so every run of
+    the test resumes past one, whenever the kill landed."""
+    def step(p):
+        return int(p.name.split("-")[-1])
+
+    newest = max(ckdir.glob("checkpoint-*"), key=step)
+    if step(newest) > save_steps:
+        (newest / "trainer_state.json").unlink(missing_ok=True)
+    else:
+        half = ckdir / f"checkpoint-{2 * save_steps}"
+        half.mkdir()
+        for weights in newest.glob("*.safetensors"):  # model.safetensors, or adapter_model.safetensors under LoRA
+            shutil.copy(weights, half / weights.name)
+
+
 @pytest.mark.parametrize("stage", [1, 2, 3, 4])
 def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_run, tmp_path, stage):
     from safetensors.torch import load_file
@@ -117,6 +133,7 @@ def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_r
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher's group; the torchrun worker follows via PR_SET_PDEATHSIG
     proc.wait()
     assert not (killed / name / "final" / "DONE").exists(), "the stage finished before the kill"
+    _leave_a_checkpoint_half_saved(killed / name / "checkpoints", save_steps)
     train(killed, *extra, stage=str(stage))
     assert (killed / name / "final" / "DONE").exists()
     steps = [json.loads(x)["step"] for x in (killed / name / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
