@@ -8,10 +8,10 @@ import pytest
 
 from bench.build.pipeline import assign_splits
 from bench.tasks import TaskConfig, generate_drafts
-from bench.tasks.balance import LETTERS, cap_answer_share, finalize, format_gto, format_ltr
+from bench.tasks.balance import cap_answer_share, finalize, format_gto, format_ltr
 from bench.tasks.gto import ORDERINGS
 from must.annotation import Event, Source, TrackAnnotation
-from must.answers import option_texts
+from must.answers import LETTERS, option_texts
 
 
 def annotation() -> TrackAnnotation:

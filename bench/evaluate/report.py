@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.tasks.balance import LETTERS
+from must.answers import LETTERS
 
 __all__ = ["load_run", "leaderboard_rows", "paired_differences", "letter_confusion", "write_report", "COLUMNS",
            "ITEM_METRICS"]

@@ -18,7 +18,7 @@ from bench.tasks.base import Draft
 from bench.tasks.gto import ORDERINGS, QUESTION
 from must.answers import LETTERS
 
-__all__ = ["LETTERS", "finalize", "cap_answer_share", "format_ltr", "format_gto"]
+__all__ = ["finalize", "cap_answer_share", "format_ltr", "format_gto"]
 
 BINARY_CAP, MULTICLASS_CAP = 0.60, 0.50
 
