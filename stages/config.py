@@ -122,6 +122,9 @@ class GRPOStage(LoopConfig):
     split: str = "train"  # "train" or "val"
     # MusT: sample under the constraints answers are written under (an interval's end after its start)
     sample_in_answer_form: bool = True
+    # how relative rewards' baseline answer is decoded: "greedy" (evaluate's default) or "constrained" (TSG and MTR
+    # times as ``choices=constrained`` writes them; MusT)
+    baseline: str = "greedy"
     # modules trained fully beside the LoRA adapters (MusT: e.g. ``time_query``, the pointer's query, which decides
     # every written time; empty: the LM's LoRA adapters only)
     modules_to_save: list[str] = field(default_factory=list)
@@ -156,6 +159,8 @@ class TrainConfig:
                                  "model.audio_first true")
         if self.stage4.split not in ("train", "val"):
             raise ValueError(f"stage4.split: 'train' or 'val', got {self.stage4.split!r}")
+        if self.stage4.baseline not in ("greedy", "constrained"):
+            raise ValueError(f"stage4.baseline: 'greedy' or 'constrained', got {self.stage4.baseline!r}")
         if self.model.kind != "must" and (self.model.audio_first or self.stage2.pack_turns > 1 or self.stage3.pack_turns > 1):
             # the same config serves both kinds; an hf audio-LM keeps its own chat template, one question per sequence
             logging.getLogger(__name__).warning("model.audio_first and stage2/3.pack_turns shape MusT's prompts; "

@@ -15,10 +15,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from transformers import LogitsProcessorList
 from trl import GRPOConfig, GRPOTrainer
 
 from must.model.heard import heard_for
-from must.model.inference import answer_form_processors
+from must.model.inference import CONSTRAINED_TIME_RULES, TimeChoice, answer_form_processors
 from rewards import build_reward_funcs, load_reward_config, needs_baseline
 from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
                            rank_world, resume_point, stage_dir, trainer_kwargs)
@@ -76,25 +77,36 @@ def sample_in_answer_form(model, tokenizer) -> None:
     model.generate = types.MethodType(generate, model)
 
 
+# stage4.baseline: how the answer a relative reward is measured against is decoded — as `must-bench evaluate`
+# writes it by default ("greedy"), or under `choices=constrained` (TSG: the ±3 s window with the most probability,
+# MTR: each boundary at its median)
+BASELINE_TIME_RULES: dict[str, dict[str, Callable[[torch.Tensor], int]]] = {
+    "greedy": {}, "constrained": CONSTRAINED_TIME_RULES}
+
+
 class GreedyBaseline:
     """Each prompt's greedy completion from the policy being trained, generated once per training step, as the
-    ``baseline`` column of relative rewards (:mod:`rewards.relative`): the answer evaluation scores, as it stands."""
+    ``baseline`` column of relative rewards (:mod:`rewards.relative`): the answer evaluation scores, as it stands.
+    ``time_rules`` (task → rule over the distribution of seconds, :class:`TimeChoice`) write that task's times as
+    ``choices=constrained`` does instead of the most probable second."""
 
-    def __init__(self) -> None:
+    def __init__(self, time_rules: dict[str, Callable[[torch.Tensor], int]] | None = None) -> None:
         self.trainer: GRPOTrainer | None = None
+        self.time_rules = dict(time_rules or {})
         self._step, self._answers = -1, {}
 
-    def answers(self, prompts: list[str], step: int) -> list[str]:
+    def answers(self, prompts: list[str], step: int, tasks: list[str] | None = None) -> list[str]:
         """The policy's greedy completion of each prompt (decoded as TRL decodes its samples)."""
         if step != self._step:
             self._step, self._answers = step, {}
+        task_of = dict(zip(prompts, tasks or [None] * len(prompts)))
         todo = [p for p in dict.fromkeys(prompts) if p not in self._answers]
         if todo:
-            self._answers.update(zip(todo, self._generate(todo)))
+            self._answers.update(zip(todo, self._generate(todo, [task_of[p] for p in todo])))
         return [self._answers[p] for p in prompts]
 
     @torch.no_grad()
-    def _generate(self, prompts: list[str]) -> list[str]:
+    def _generate(self, prompts: list[str], tasks: list[str | None]) -> list[str]:
         trainer = self.trainer
         tok = trainer.processing_class
         config = copy.deepcopy(trainer.generation_config)
@@ -103,9 +115,11 @@ class GreedyBaseline:
         model.eval()
         try:
             out, eos = [], set(trainer.eos_token_ids)
-            for p in prompts:  # one at a time: no padding to get right, and a step holds a few prompts
+            for p, task in zip(prompts, tasks):  # one at a time: no padding to get right, and a step holds a few prompts
                 enc = tok(text=[p], return_tensors="pt", add_special_tokens=False).to(trainer.accelerator.device)
-                ids = model.generate(**enc, generation_config=config)[0, enc["input_ids"].shape[1]:].tolist()
+                rule = self.time_rules.get(task)
+                extra = {"logits_processor": LogitsProcessorList([TimeChoice({0: rule}, model.config)])} if rule else {}
+                ids = model.generate(**enc, generation_config=config, **extra)[0, enc["input_ids"].shape[1]:].tolist()
                 ends = [i for i, t in enumerate(ids) if t in eos]
                 out.append(tok.decode(ids[: ends[0] + 1] if ends else ids, skip_special_tokens=True))
             return out
@@ -118,7 +132,8 @@ class GreedyBaseline:
         @functools.wraps(fn)
         def with_baseline(completions, prompts, trainer_state=None, **kwargs):
             step = trainer_state.global_step if trainer_state is not None else 0
-            return fn(completions, prompts=prompts, baseline=self.answers(list(prompts), step), **kwargs)
+            baseline = self.answers(list(prompts), step, kwargs.get("task"))
+            return fn(completions, prompts=prompts, baseline=baseline, **kwargs)
 
         return with_baseline
 
@@ -178,7 +193,7 @@ class GRPOStageRecipe:
                 for p, e in zip(prompts, examples)]
         reward_cfg = load_reward_config(st.rewards)
         funcs, weights = build_reward_funcs(reward_cfg)
-        baseline = GreedyBaseline() if needs_baseline(reward_cfg) else None
+        baseline = GreedyBaseline(BASELINE_TIME_RULES[st.baseline]) if needs_baseline(reward_cfg) else None
         if baseline is not None:
             funcs = [baseline.wrap(f) for f in funcs]
         args = GRPOConfig(**trainer_kwargs(st, self.sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,

@@ -381,8 +381,7 @@ def test_constrained_writes_tsg_and_mtr_times_by_their_rules(tiny, monkeypatch):
     feats = model.encode_audio(np.random.default_rng(3).normal(0, 0.1, 16000 * 6).astype(np.float32))
     items = [{"question": "When does the piano first start to play?", "duration": 6.0, "task": "TSG"},
              {"question": "When is the music loudest?", "duration": 6.0, "task": "MTR"}]
-    monkeypatch.setattr(inference, "hit_window_second", lambda probs: 2)
-    monkeypatch.setattr(inference, "median_second", lambda probs: 4)
+    monkeypatch.setattr(inference, "CONSTRAINED_TIME_RULES", {"TSG": lambda probs: 2, "MTR": lambda probs: 4})
     greedy = answer_batch(model, proc, items, [feats, feats], 24)
     tsg, mtr = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
     times = lambda text: re.findall(r"\d+:\d\d", text)
@@ -946,6 +945,46 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
     state.global_step = 4
     wrapped(["c"] * 2, prompts=[prompts[1]] * 2, trainer_state=state, task=["MTR"] * 2)
     assert seen[2] == [want[1]] * 2 and len(calls) == 3
+
+
+def test_constrained_baseline_writes_tsg_and_mtr_times_as_choices_constrained_does(tiny):
+    """``stage4.baseline: constrained``: the baseline's first time is chosen by the task's ``choices=constrained`` rule.
+    Over seconds with probability .30 at 10, .18 at 20 and 23, .34 at 60: greedy writes 1:00 (the most probable),
+    MTR the median 0:23 (cumulative .30, .48, .66), TSG 0:20 (the ±3 s windows centred on 20–23 hold .36, more
+    than any other; 20 and 23 tie on probability and the first wins); LTR has no rule."""
+    import copy
+    from types import SimpleNamespace
+
+    from transformers import GenerationConfig
+
+    from stages.stage4_grpo import BASELINE_TIME_RULES, GreedyBaseline
+
+    model, tok = copy.deepcopy(tiny[0]), tiny[1].tokenizer
+    lo, eos = model.config.time_token_offset, tok.convert_tokens_to_ids("<|im_end|>")
+    probs = torch.full((model.config.max_seconds + 1,), 1e-9)
+    probs[[10, 20, 23, 60]] = torch.tensor([0.30, 0.18, 0.18, 0.34])
+    scores = torch.full((1, len(tok)), -1e9)
+    scores[0, lo : lo + len(probs)] = probs.log()
+    written = []
+
+    def generate(input_ids=None, generation_config=None, logits_processor=None, **kwargs):
+        assert generation_config.do_sample is False
+        chosen = logits_processor[0](input_ids, scores.clone()) if logits_processor else scores
+        written.append(int(chosen.argmax()) - lo)
+        return torch.cat([input_ids, torch.tensor([[lo + written[-1], eos]])], 1)
+
+    model.generate = generate
+    trainer = SimpleNamespace(model=model, processing_class=tok, eos_token_ids=[eos], accelerator=SimpleNamespace(device="cpu"),
+                              generation_config=GenerationConfig(do_sample=True, temperature=1.0, eos_token_id=[eos]))
+    baseline = GreedyBaseline(BASELINE_TIME_RULES["constrained"])
+    baseline.trainer = trainer
+    answers = baseline.answers(["When?", "Where is it loudest?", "Which change?"], 0, ["TSG", "MTR", "LTR"])
+    assert written == [20, 23, 60]
+    assert [a.split()[0] for a in answers] == ["0:20", "0:23", "1:00"]
+    plain = GreedyBaseline(BASELINE_TIME_RULES["greedy"])
+    plain.trainer = trainer
+    plain.answers(["When?", "Where is it loudest?"], 0, ["TSG", "MTR"])
+    assert written[3:] == [60, 60]
 
 
 def test_music_words_read_the_music_moment_into_their_logits(tiny):

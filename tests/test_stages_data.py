@@ -207,6 +207,10 @@ def test_grpo_prompts_come_from_train_or_val():
     assert load_config(TrainConfig, smoke, ["stage4.split=val"]).stage4.split == "val"
     with pytest.raises(ConfigError, match="stage4.split: 'train' or 'val'"):
         load_config(TrainConfig, smoke, ["stage4.split=test"])
+    assert load_config(TrainConfig, smoke, []).stage4.baseline == "greedy"
+    assert load_config(TrainConfig, smoke, ["stage4.baseline=constrained"]).stage4.baseline == "constrained"
+    with pytest.raises(ConfigError, match="stage4.baseline: 'greedy' or 'constrained'"):
+        load_config(TrainConfig, smoke, ["stage4.baseline=median"])
 
 
 def test_grpo_lora_dropout_and_checkpointing_in_the_stage4_config():

@@ -50,7 +50,7 @@ from must.timecode import find_times, format_time, parse_time
 __all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
            "ordering_probability", "written_time_probs", "scanned_time_probs", "combine_time_probs",
            "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources", "source_name_ids", "TimeChoice",
-           "hit_window_second", "median_second", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION",
+           "hit_window_second", "median_second", "CONSTRAINED_TIME_RULES", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION",
            "GTO_SCAN_SHARPNESS", "GTO_POINTER_WEIGHT"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
@@ -142,6 +142,10 @@ def median_second(probs: torch.Tensor) -> int:
     return min(int(torch.searchsorted(torch.cumsum(probs, 0), 0.5 * probs.sum())), len(probs) - 1)
 
 
+# under choices="constrained", the rule that writes each task's times (other tasks: the most probable second)
+CONSTRAINED_TIME_RULES: dict[str, Callable[[torch.Tensor], int]] = {"TSG": hit_window_second, "MTR": median_second}
+
+
 class TimeChoice(LogitsProcessor):
     """For the batch rows in ``rules``, when the most probable next token is a time, write the second that the
     row's rule picks from the model's distribution over seconds (the time tokens' scores, renormalised) instead
@@ -210,7 +214,7 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
         tad = {k for k, i in enumerate(items) if i.get("task") == "TAD"}
         if tad:
             processors.append(DistinctSources(tad, source_name_ids(tok, list(model.config.sources)), n))
-        rules = {"TSG": hit_window_second, "MTR": median_second}
+        rules = CONSTRAINED_TIME_RULES
         processors.append(TimeChoice({k: rules[i["task"]] for k, i in enumerate(items) if i.get("task") in rules},
                                      model.config))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
