@@ -248,8 +248,8 @@ def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> 
     option, is easier than binding a letter to the audio). GTO: when (X), (Y) and (Z) happen, ``(X) 0:06 (Y)
     0:31 (Z) 0:16. Answer: B`` (ordering three written times is easier than three heard moments). Other
     tasks answer directly."""
-    from must.answers import LETTERS
     from bench.tasks.gto import ORDERINGS
+    from must.answers import LETTERS
 
     if task == "LTR" and answer in option_texts(question):
         return f"{option_texts(question)[answer]}. Answer: {answer}"
