@@ -23,7 +23,7 @@ from bench.metrics.intervals import total_duration
 from bench.synth.instruments import PALETTE, display
 from bench.tasks.phrasing import NO_CHANGE, event_option, join_clauses, moment_option
 from must.annotation import TrackAnnotation
-from must.answers import option_texts
+from must.answers import LETTERS, option_texts
 from must.timecode import format_time
 
 __all__ = ["SOURCES", "CAPTION_QUESTION", "EVENT_QUESTION", "TrainData", "RepeatedTracks", "frame_targets", "caption",
@@ -249,7 +249,6 @@ def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> 
     0:31 (Z) 0:16. Answer: B`` (ordering three written times is easier than three heard moments). Other
     tasks answer directly."""
     from bench.tasks.gto import ORDERINGS
-    from must.answers import LETTERS
 
     if task == "LTR" and answer in option_texts(question):
         return f"{option_texts(question)[answer]}. Answer: {answer}"
