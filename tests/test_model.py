@@ -393,31 +393,38 @@ def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypa
     from must.model.inference import answer_batch
 
     model, proc = tiny
-    feats = model.encode_audio(np.zeros(16000 * 6, np.float32))
-    said = "( x ) 0:05 ( y ) 0:01 ( z ) 0:03. answer : a"
+    feats = model.encode_audio(np.zeros(16000 * 20, np.float32))
+    said = "( x ) 0:15 ( y ) 0:03 ( z ) 0:09. answer : a"
     monkeypatch.setattr(proc, "decode", lambda ids: said)  # what a trained model writes; the tiny one writes noise
     q = ("The following musical changes occur in this piece:\n(X) The drums enter\n(Y) The piano enters\n(Z) The tempo "
          "speeds up\n\nWhich of the following options represents the correct chronological order?\nA: (X) → (Y) → (Z)\n"
          "B: (X) → (Z) → (Y)\nC: (Y) → (X) → (Z)\nD: (Y) → (Z) → (X)\nE: (Z) → (X) → (Y)\nF: (Z) → (Y) → (X)")
-    item = [{"question": q, "duration": 6.0, "task": "GTO"}]
+    item = [{"question": q, "duration": 20.0, "task": "GTO"}]
     monkeypatch.setattr(inference, "scanned_time_probs", lambda *a, **k: {})  # no scan: the pointer's alone
     # without the model's time distributions (none read back), the written times decide
     monkeypatch.setattr(inference, "written_time_probs", lambda *a: {})
     got = answer_batch(model, proc, item, [feats], 4, choices="constrained")[0]
-    assert got == said.split(" answer :")[0] + " Answer: D"  # (Y) 0:01 → (Z) 0:03 → (X) 0:05
+    assert got == said.split(" answer :")[0] + " Answer: D"  # (Y) 0:03 → (Z) 0:09 → (X) 0:15
     assert answer_batch(model, proc, item, [feats], 4)[0] == said  # generate keeps the written letter
-    # with them, the most probable ordering: X surely at 0:05, Y at 0:01 (0.4) or 0:06 (0.6), Z surely at 0:03:
+    # with them, the most probable ordering: X surely at 0:15, Y at 0:03 (0.4) or 0:18 (0.6), Z surely at 0:09:
     # P(Z < X < Y) = 0.6 beats P(Y < Z < X) = 0.4, though the written times say Y, Z, X
-    sure = lambda s: np.eye(7)[s]
-    probs = {"X": sure(5), "Y": 0.4 * sure(1) + 0.6 * sure(6), "Z": sure(3)}
+    sure = lambda s: np.eye(21)[s]
+    probs = {"X": sure(15), "Y": 0.4 * sure(3) + 0.6 * sure(18), "Z": sure(9)}
     monkeypatch.setattr(inference, "written_time_probs", lambda *a: probs)
     assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: E")  # (Z) → (X) → (Y)
     assert answer_batch(model, proc, item, [feats], 4, choices="scored")[0].endswith("Answer: D")  # scored: written
-    # the scan's distributions multiply the pointer's (to the power GTO_POINTER_WEIGHT): a scan sure of Y at 0:01
-    # leaves Y's pointer 0.4 at 0:01 and nothing at 0:06, so (Y) → (Z) → (X); gto_scan=False ignores the scan
-    monkeypatch.setattr(inference, "scanned_time_probs", lambda *a, **k: {"Y": sure(1)})
+    # the scan's distributions multiply the pointer's (to the power GTO_POINTER_WEIGHT): a scan sure of Y at 0:03
+    # leaves Y's pointer 0.4 at 0:03 and nothing at 0:18, so (Y) → (Z) → (X); gto_scan=False ignores the scan
+    monkeypatch.setattr(inference, "scanned_time_probs", lambda *a, **k: {"Y": sure(3)})
     assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: D")
     assert answer_batch(model, proc, item, [feats], 4, choices="constrained", gto_scan=False)[0].endswith("Answer: E")
+    # changes within GTO_MIN_GAP (3 s) of each other are not separate moments: Y at 0:16 (0.6) cannot follow X at 0:15
+    # (a gap of 1 s) and Y at 0:03 (0.4) leads, so (Y) → (Z) → (X) where independent times alone would say E
+    monkeypatch.setattr(inference, "scanned_time_probs", lambda *a, **k: {})
+    probs["Y"] = 0.4 * sure(3) + 0.6 * sure(16)
+    assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: D")
+    monkeypatch.setattr(inference, "GTO_MIN_GAP", 1)
+    assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: E")
 
 
 def test_ordering_probability_of_three_independent_times():
@@ -435,6 +442,24 @@ def test_ordering_probability_of_three_independent_times():
     options = {"A": "(X) → (Y) → (Z)", "B": "(Z) → (Y) → (X)"}
     assert order_from_time_probs({"X": sure(2), "Y": sure(1), "Z": sure(0)}, options) == "B"
     assert order_from_time_probs({"X": sure(2), "Y": sure(1)}, options) is None  # (Z) was not timed
+
+
+def test_ordering_probability_with_a_minimum_gap_between_the_changes():
+    from must.model.inference import ordering_probability, order_from_time_probs
+
+    at = lambda weights: np.array([weights.get(s, 0.0) for s in range(12)])
+    # t2 is 1 or 5 (even odds) between t1 = 0 and t3 = 9: only 5 is 3 s from both
+    assert ordering_probability(at({0: 1}), at({1: 0.5, 5: 0.5}), at({9: 1}), min_gap=3) == 0.5
+    assert ordering_probability(at({0: 1}), at({1: 0.5, 5: 0.5}), at({9: 1})) == 1.0  # the default: t1 < t2 < t3
+    assert ordering_probability(at({0: 1}), at({5: 1}), at({9: 1}), min_gap=5) == 0.0  # 9 - 5 < 5
+    with pytest.raises(ValueError, match="min_gap"):
+        ordering_probability(at({0: 1}), at({5: 1}), at({9: 1}), min_gap=0)
+    # X at 0:02 (0.6) or 0:08 (0.4), Y surely at 0:03, Z at 0:11: X → Y → Z is likelier if changes may be 1 s apart,
+    # Y → X → Z if they are separate moments at least 3 s apart
+    probs = {"X": at({2: 0.6, 8: 0.4}), "Y": at({3: 1}), "Z": at({11: 1})}
+    options = {"A": "(X) → (Y) → (Z)", "C": "(Y) → (X) → (Z)"}
+    assert order_from_time_probs(probs, options) == "A"
+    assert order_from_time_probs(probs, options, min_gap=3) == "C"
 
 
 def test_options_loglik_scores_each_prompt_as_option_loglik_does(tiny):

@@ -51,13 +51,14 @@ __all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times"
            "ordering_probability", "written_time_probs", "scanned_time_probs", "combine_time_probs",
            "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources", "source_name_ids", "TimeChoice",
            "hit_window_second", "median_second", "CONSTRAINED_TIME_RULES", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION",
-           "GTO_SCAN_SHARPNESS", "GTO_POINTER_WEIGHT"]
+           "GTO_SCAN_SHARPNESS", "GTO_POINTER_WEIGHT", "GTO_MIN_GAP"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 LTR_CALIBRATION = 0.5  # weight of an LTR option's score at other moments, subtracted under "constrained"
 CALIBRATION_SHIFTS = (-20, -10, 10, 20)  # seconds: the other moments an LTR question is asked at
 GTO_SCAN_SHARPNESS = 10.0  # scanned_time_probs: per-token log-probability → logits over seconds (val)
 GTO_POINTER_WEIGHT = 0.25  # weight of the pointer's distribution against the scan's (val)
+GTO_MIN_GAP = 3  # seconds: the changes a GTO question lists are separate moments (val: 2-4 tie)
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
 # MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
 _LABELLED_TIME = re.compile(r"\(\s*([xyz])\s*\)\s*(\d+:\d{2}(?:\.\d+)?)", re.IGNORECASE)
@@ -245,7 +246,7 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                         scan = scanned_time_probs(model, processor, lambda q: prompt(k, q, ltr_instruction()),
                                                   item["question"], feats, seconds)
                         probs = combine_time_probs(scan, probs, GTO_POINTER_WEIGHT)
-                    letter = order_from_time_probs(probs, options)
+                    letter = order_from_time_probs(probs, options, GTO_MIN_GAP)
                 letter = letter or order_from_times(answers[k], options)
                 if letter:
                     answers[k] = f"{_ANSWER_TAG.split(answers[k])[0].strip()} Answer: {letter}"
@@ -385,19 +386,25 @@ def combine_time_probs(first: dict[str, np.ndarray], second: dict[str, np.ndarra
     return out
 
 
-def ordering_probability(first: np.ndarray, second: np.ndarray, third: np.ndarray) -> float:
-    """``P(t1 < t2 < t3)`` for three independent distributions over the same seconds (ties order nothing)."""
+def ordering_probability(first: np.ndarray, second: np.ndarray, third: np.ndarray, min_gap: int = 1) -> float:
+    """``P(t1 + min_gap <= t2, t2 + min_gap <= t3)`` for three independent distributions over the same seconds:
+    the probability that they happen in this order, each at least ``min_gap`` seconds after the one before (with
+    the default 1, ``P(t1 < t2 < t3)``: ties order nothing)."""
+    if min_gap < 1:
+        raise ValueError(f"min_gap must be at least 1 second, got {min_gap}")
     n = min(len(first), len(second), len(third))
-    before = np.concatenate([[0.0], np.cumsum(first[:n])])[:n]  # P(t1 < s)
-    between = np.concatenate([[0.0], np.cumsum(before * second[:n])])[:n]  # P(t1 < t2 < s)
+    upto = np.clip(np.arange(n) - min_gap + 1, 0, n)  # P(t <= s - min_gap) is the cumulative sum up to this index
+    before = np.concatenate([[0.0], np.cumsum(first[:n])])[upto]  # P(t1 <= s - min_gap)
+    between = np.concatenate([[0.0], np.cumsum(before * second[:n])])[upto]  # P(t1 + gap <= t2 <= s - gap)
     return float((between * third[:n]).sum())
 
 
-def order_from_time_probs(probs: dict[str, np.ndarray], options: dict[str, str]) -> str | None:
+def order_from_time_probs(probs: dict[str, np.ndarray], options: dict[str, str], min_gap: int = 1) -> str | None:
     """The option letter whose order of ``(X)``, ``(Y)``, ``(Z)`` is most probable when each change's time is
-    drawn from its distribution in ``probs``; ``None`` if a change has no distribution or no option orders all three."""
+    drawn from its distribution in ``probs``, consecutive changes at least ``min_gap`` seconds apart
+    (:func:`ordering_probability`); ``None`` if a change has no distribution or no option orders all three."""
     if set(probs) != {"X", "Y", "Z"}:
         return None
-    scored = {letter: ordering_probability(*(probs[x] for x in order)) for letter, opt in options.items()
+    scored = {letter: ordering_probability(*(probs[x] for x in order), min_gap=min_gap) for letter, opt in options.items()
               if sorted(order := _OPTION_LABEL.findall(opt)) == ["X", "Y", "Z"]}
     return max(scored, key=scored.get) if scored else None
