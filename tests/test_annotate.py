@@ -1,5 +1,7 @@
 """Annotation: Amuse rhythm on click tracks, stem activity, intensity regions, truth, JAMS round trip."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -124,7 +126,11 @@ def test_jams_round_trip(tmp_path):
     mix, stems = render_stems(p)
     ann = annotate_render("trk", p, mix, stems, SR)
     write_jams(ann, tmp_path / "a.jams")
-    assert read_jams(tmp_path / "a.jams").to_dict() == ann.to_dict()
+    back = read_jams(tmp_path / "a.jams")
+    assert back.to_dict() == ann.to_dict()
+    # in order too: the sources' order decides what a TAD reference says "keeps playing"
+    assert json.dumps(back.to_dict()) == json.dumps(ann.to_dict())
+    assert list(back.activity) == [s.name for s in ann.sources] != sorted(back.activity, key=lambda n: back.entry(n))
 
 
 def test_hpss_separator_splits_percussion_from_tone():

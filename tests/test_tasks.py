@@ -75,6 +75,22 @@ def test_gto_triples_are_one_kind_or_tempo_and_dynamics():
         assert len(kinds) == 1 or kinds <= {"tempo_change", "dynamic_change"}
 
 
+def test_gto_lists_only_changes_that_happen_once_in_the_track():
+    ann = annotation()
+    speeds_up = lambda t: Event(t, "tempo_change", None, {"from": 100.0, "to": 130.0})
+    softer = lambda t: Event(t, "dynamic_change", None, {"direction": "softer", "db": -8.0})
+    ann.transitions = [speeds_up(15.0), Event(35.0, "dynamic_change", None, {"direction": "louder", "db": 8.0}),
+                       speeds_up(50.0), Event(70.0, "tempo_change", None, {"from": 130.0, "to": 90.0}), softer(95.0),
+                       softer(119.0)]
+    # the tempo speeds up twice, and the music gets softer twice (at 1:59 too near the end to be asked about, but
+    # heard): of louder (0:35), slows down (1:10) and softer (1:35) the last is ambiguous, so no triple is left
+    assert [d for d in generate_drafts(ann, 0, CFG) if d.task == "GTO"] == []
+    ann.transitions.pop()  # softer once: the one triple of changes that happen once
+    drafts = [d for d in generate_drafts(ann, 0, CFG) if d.task == "GTO"]
+    assert [[e["time"] for e in d.events] for d in drafts] == [[35.0, 70.0, 95.0]]
+    assert drafts[0].options == ["The music gets louder", "The tempo slows down", "The music gets softer"]
+
+
 def test_avqa_answers_in_vocabulary():
     from bench.metrics.avqa import VOCAB
 

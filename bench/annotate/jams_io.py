@@ -127,6 +127,10 @@ def read_jams(path: str | Path) -> TrackAnnotation:
     for a in _find(j, "tag_open", "source-activity"):
         for o in a.data:
             ann.activity.setdefault(o.value, []).append((o.time, round(o.time + o.duration, 6)))
+    # JAMS keeps observations in time order, so the sources come back by first activity: restore their order
+    # (what "keeps playing" lists, in questions and captions, follows it)
+    order = {s.name: k for k, s in enumerate(ann.sources)}
+    ann.activity = dict(sorted(ann.activity.items(), key=lambda kv: order.get(kv[0], len(order))))
     for a in _find(j, "tag_open", "amuse-sources"):
         by_seg: dict[float, list[str]] = {}
         for o in a.data:
@@ -137,6 +141,7 @@ def read_jams(path: str | Path) -> TrackAnnotation:
     for a in _find(j, "segment_open", "intensity-regions"):
         for o in a.data:
             ann.regions.setdefault(o.value, []).append((o.time, round(o.time + o.duration, 6)))
+    ann.regions = dict(sorted(ann.regions.items()))  # "highest", "lowest": as intensity_regions returns them
     ann.intensity_times = list(meta.get("intensity_times", []))
     ann.intensity = list(meta.get("intensity", []))
     ann.loudness_db = dict(meta.get("loudness_db", {}))
