@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.evaluate.report import write_report
-from bench.evaluate.runner import EvalConfig, evaluate, read_run_lines
+from bench.evaluate.runner import EvalConfig, evaluate, merge_run, read_run_lines
 from bench.io import load_bench
 from must.cli import main
 from must.models.base import load_model
@@ -59,6 +59,29 @@ def test_resume_after_a_torn_write_gives_the_same_run(tiny_bench, tmp_path):
     want = read_run_lines(tmp_path / "full" / "predictions.jsonl")
     assert {k: v["prediction"] for k, v in got.items()} == {k: v["prediction"] for k, v in want.items()}
     assert {k: v for k, v in resumed.items() if k != "errors"} == {k: v for k, v in full.items() if k != "errors"}
+
+
+def test_resume_answers_again_what_a_rebuilt_benchmark_asks_differently(tiny_bench, tmp_path, caplog):
+    out = tmp_path / "run"
+    run(tiny_bench, out, "oracle")
+    bench = load_bench(tiny_bench)
+    ltr = bench.index[bench.task == "LTR"][0]
+    gto = bench.index[bench.task == "GTO"][0]
+    # the same ids, rebuilt: one LTR answer moved to another letter, one GTO question lists other changes
+    bench.loc[ltr, "answer"] = "D" if bench.loc[ltr, "answer"] != "D" else "A"
+    bench.loc[ltr, "answers"] = [bench.loc[ltr, "answer"]]
+    bench.loc[gto, "question"] = bench.loc[gto, "question"].replace("(X)", "(X) Then", 1)
+    bench.to_parquet(tmp_path / "rebuilt.parquet")
+    assert merge_run(out, bench) is None  # the stored lines answer the old questions: not finished
+    caplog.set_level(logging.WARNING)
+    s = run(tmp_path / "rebuilt.parquet", out, "oracle")
+    assert "2 items ask something else" in caplog.text
+    text = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(text) == len(bench) + 2  # only the two changed items were answered again
+    lines = read_run_lines(out / "predictions.jsonl")
+    assert lines[bench.loc[ltr, "id"]]["prediction"] == bench.loc[ltr, "answer"]
+    assert lines[bench.loc[gto, "id"]]["question"] == bench.loc[gto, "question"]
+    assert s["LTR"] == s["GTO"] == 100.0
 
 
 def test_shards_merge_into_the_unsharded_scores(tiny_bench, tmp_path):

@@ -23,7 +23,7 @@ from bench.scoring import ItemResult, TextScorer, score_item, summarize
 from must.audio import AudioError, audio_info
 from must.models.base import Model, Request
 
-__all__ = ["EvalConfig", "evaluate", "select_items", "read_run_lines", "merge_run"]
+__all__ = ["EvalConfig", "evaluate", "select_items", "read_run_lines", "merge_run", "answers_item"]
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +118,22 @@ def _line(row: dict, prediction: str | None, result: ItemResult, latency: float,
     return json.dumps(rec, ensure_ascii=False) + "\n"
 
 
+def answers_item(rec: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Whether a stored line answers the benchmark item as it is now: a rebuilt benchmark may ask something else
+    under the same id (lines without a question or answer, from older runs, are taken as they are)."""
+    return rec.get("question", row["question"]) == row["question"] and rec.get("answer", row["answer"]) == row["answer"]
+
+
 def merge_run(out: Path, bench_items: pd.DataFrame) -> tuple[list[ItemResult], dict[str, dict]] | None:
-    """All shards' lines of a run; ``None`` while some benchmark item is not finished yet."""
+    """All shards' lines of a run; ``None`` while some benchmark item is not finished (or answered as it is now)."""
     lines: dict[str, dict] = {}
     for f in sorted(out.glob("predictions*.jsonl")):
         lines.update(read_run_lines(f))
-    missing = [i for i in bench_items.id if str(i) not in lines]
-    if missing:
+    rows = bench_items.to_dict("records")
+    if any(str(row["id"]) not in lines or not answers_item(lines[str(row["id"])], row) for row in rows):
         return None
     results = []
-    for row in bench_items.to_dict("records"):
+    for row in rows:
         rec = lines[str(row["id"])]
         status = "missing" if rec.get("status") == "error" else rec.get("status", "ok")
         results.append(ItemResult(str(row["id"]), row["task"], rec.get("parsed"), status, rec.get("scores") or {}, rec.get("kind")))
@@ -147,7 +153,12 @@ def evaluate(cfg: EvalConfig, model: Model, progress: bool = True) -> dict[str, 
     done = read_run_lines(path)
     if cfg.retry_errors:
         done = {k: v for k, v in done.items() if v.get("status") != "error"}
-    todo = [r for r in mine.to_dict("records") if str(r["id"]) not in done]
+    rows = mine.to_dict("records")
+    changed = [r for r in rows if str(r["id"]) in done and not answers_item(done[str(r["id"])], r)]
+    if changed:
+        log.warning("%s: %d items ask something else than when they were answered (the benchmark was rebuilt), "
+                    "e.g. %s; answering them again", path.name, len(changed), changed[0]["id"])
+    todo = [r for r in rows if str(r["id"]) not in done or not answers_item(done[str(r["id"])], r)]
     if done:
         log.info("resuming %s: %d of %d items already done", path.name, len(mine) - len(todo), len(mine))
     scorer = TextScorer(cfg.semantic_model)
