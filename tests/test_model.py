@@ -184,7 +184,7 @@ def test_generate_and_store_and_round_trip(tiny, tmp_path):
     assert torch.allclose(loaded.encode_audio(np.zeros(16000, np.float32)), model.encode_audio(np.zeros(16000, np.float32)), atol=1e-5)
 
 
-def test_must_adapter_names_and_checks_its_gto_scan_argument(tiny, tmp_path):
+def test_must_adapter_names_and_checks_its_gto_arguments(tiny, tmp_path):
     from must.models.base import load_model, parse_model_args
 
     model, proc = tiny
@@ -196,6 +196,12 @@ def test_must_adapter_names_and_checks_its_gto_scan_argument(tiny, tmp_path):
     assert off.gto_scan is False and off.name == f"must:{tmp_path.name}+constrained(gto_scan=false)"
     with pytest.raises(ValueError, match="gto_scan must be true or false"):
         load_model(spec, choices="constrained", gto_scan="off")
+    assert load_model(spec, choices="constrained").gto_min_gap == 3  # GTO_MIN_GAP
+    before = load_model(spec, **parse_model_args("choices=constrained,gto_min_gap=1"))
+    assert before.gto_min_gap == 1 and before.name == f"must:{tmp_path.name}+constrained(gto_min_gap=1)"
+    for bad in (0, 2.5, "3", True):
+        with pytest.raises(ValueError, match="gto_min_gap must be a whole number"):
+            load_model(spec, choices="constrained", gto_min_gap=bad)
 
 
 def test_encode_audio_handles_chunk_tails(tiny):
@@ -423,7 +429,8 @@ def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypa
     monkeypatch.setattr(inference, "scanned_time_probs", lambda *a, **k: {})
     probs["Y"] = 0.4 * sure(3) + 0.6 * sure(16)
     assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: D")
-    monkeypatch.setattr(inference, "GTO_MIN_GAP", 1)
+    assert answer_batch(model, proc, item, [feats], 4, choices="constrained", gto_min_gap=1)[0].endswith("Answer: E")
+    monkeypatch.setattr(inference, "GTO_MIN_GAP", 1)  # the default is read when answering
     assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: E")
 
 

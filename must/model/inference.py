@@ -182,11 +182,12 @@ def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProces
 @torch.no_grad()
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate", ltr_calibration: float = LTR_CALIBRATION,
-                 gto_scan: bool = True) -> list[str]:
+                 gto_scan: bool = True, gto_min_gap: int | None = None) -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
     features: greedy text, with multiple-choice letters chosen as described in the module doc when ``choices`` is
     ``"scored"`` or ``"constrained"`` (``ltr_calibration``: see there, 0 turns it off; ``gto_scan``: GTO's times
-    also from :func:`scanned_time_probs`)."""
+    also from :func:`scanned_time_probs`; ``gto_min_gap``: seconds between consecutive changes when ordering them,
+    default :data:`GTO_MIN_GAP`)."""
     if choices not in CHOICE_MODES:
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
@@ -246,7 +247,7 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                         scan = scanned_time_probs(model, processor, lambda q: prompt(k, q, ltr_instruction()),
                                                   item["question"], feats, seconds)
                         probs = combine_time_probs(scan, probs, GTO_POINTER_WEIGHT)
-                    letter = order_from_time_probs(probs, options, GTO_MIN_GAP)
+                    letter = order_from_time_probs(probs, options, GTO_MIN_GAP if gto_min_gap is None else gto_min_gap)
                 letter = letter or order_from_times(answers[k], options)
                 if letter:
                     answers[k] = f"{_ANSWER_TAG.split(answers[k])[0].strip()} Answer: {letter}"

@@ -23,15 +23,17 @@ class MusTAdapter(Model):
     times the model writes. ``ltr_calibration`` (``constrained`` only): weight of each LTR option's score at other
     moments of the track, subtracted (0: off, how LTR was scored before this option existed). ``gto_scan``
     (``constrained`` only): GTO's times also from LTR questions asked at every second (false: from the pointer alone,
-    how GTO was answered before this option existed; the scan costs about 4 s per GTO question on 2 CPU cores)."""
+    how GTO was answered before this option existed; the scan costs about 4 s per GTO question on 2 CPU cores).
+    ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO ordering (default
+    :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
-                 ltr_calibration: float | None = None, gto_scan: bool = True):
+                 ltr_calibration: float | None = None, gto_scan: bool = True, gto_min_gap: int | None = None):
         import torch
 
         from bench.evaluate.prompts import load_prompts
         from must.model import MusTForCausalLM, MusTProcessor
-        from must.model.inference import CHOICE_MODES, LTR_CALIBRATION
+        from must.model.inference import CHOICE_MODES, GTO_MIN_GAP, LTR_CALIBRATION
 
         if choices not in CHOICE_MODES:
             raise ValueError(f"must: choices must be one of {CHOICE_MODES}, got {choices!r}")
@@ -51,10 +53,15 @@ class MusTAdapter(Model):
         if not isinstance(gto_scan, bool):
             raise ValueError(f"must: gto_scan must be true or false, got {gto_scan!r}")
         self.gto_scan = gto_scan
+        self.gto_min_gap = GTO_MIN_GAP if gto_min_gap is None else gto_min_gap
+        if isinstance(self.gto_min_gap, bool) or not isinstance(self.gto_min_gap, int) or self.gto_min_gap < 1:
+            raise ValueError(f"must: gto_min_gap must be a whole number of seconds, at least 1, got {gto_min_gap!r}")
         if choices == "constrained" and self.ltr_calibration != LTR_CALIBRATION:
             self.name += f"(ltr_calibration={self.ltr_calibration:g})"
         if choices == "constrained" and not gto_scan:
             self.name += "(gto_scan=false)"
+        if choices == "constrained" and self.gto_min_gap != GTO_MIN_GAP:
+            self.name += f"(gto_min_gap={self.gto_min_gap})"
 
     def features_for(self, audio: str) -> torch.Tensor:
         """The encoder features of one audio file (computed once; the last ``cache_tracks`` files are kept)."""
@@ -81,6 +88,6 @@ class MusTAdapter(Model):
                           "instruction": self.instructions.get(r.task, ""), "task": r.task})
         if ok:
             for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices,
-                                                self.ltr_calibration, self.gto_scan)):
+                                                self.ltr_calibration, self.gto_scan, self.gto_min_gap)):
                 out[i] = a
         return out
