@@ -75,7 +75,7 @@ def test_resume_answers_again_what_a_rebuilt_benchmark_asks_differently(tiny_ben
     assert merge_run(out, bench) is None  # the stored lines answer the old questions: not finished
     caplog.set_level(logging.WARNING)
     s = run(tmp_path / "rebuilt.parquet", out, "oracle")
-    assert "2 items ask something else" in caplog.text
+    assert "2 items ask something other than" in caplog.text
     text = (out / "predictions.jsonl").read_text().splitlines()
     assert len(text) == len(bench) + 2  # only the two changed items were answered again
     lines = read_run_lines(out / "predictions.jsonl")

@@ -156,7 +156,7 @@ def evaluate(cfg: EvalConfig, model: Model, progress: bool = True) -> dict[str, 
     rows = mine.to_dict("records")
     changed = [r for r in rows if str(r["id"]) in done and not answers_item(done[str(r["id"])], r)]
     if changed:
-        log.warning("%s: %d items ask something else than when they were answered (the benchmark was rebuilt), "
+        log.warning("%s: %d items ask something other than when they were answered (the benchmark was rebuilt), "
                     "e.g. %s; answering them again", path.name, len(changed), changed[0]["id"])
     todo = [r for r in rows if str(r["id"]) not in done or not answers_item(done[str(r["id"])], r)]
     if done:

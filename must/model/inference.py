@@ -14,7 +14,9 @@ the model finds likely anywhere: it weighs down "no noticeable change", which is
 GRPO checkpoint, val LTR 53.1 → 57.6 %; weights 0.25 / 0.5 / 0.75 / 1.0 gave 57.1 / 57.6 / 55.1 / 46.4,
 docs/training-log.md); a GTO answer may not time two of its changes within a second of each other (:class:`DistinctTimes`: the
 changes to order are different moments) and its letter is the ordering most probable under the model's own
-distributions over each change's time (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
+distributions over each change's time, each change at least :data:`GTO_MIN_GAP` seconds after the one before (the
+changes a question lists are separate moments; for f38, test GTO 60.7 → 65.2 %, val 76.4 → 77.5 %, where it was
+chosen; docs/training-log.md) (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
 default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
 docs/training-log.md) — each multiplied (``gto_scan``) by the distribution of the seconds at which the model,
 asked LTR's question there, recognises that change (:func:`scanned_time_probs`, :func:`combine_time_probs`; for
