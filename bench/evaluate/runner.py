@@ -154,11 +154,12 @@ def evaluate(cfg: EvalConfig, model: Model, progress: bool = True) -> dict[str, 
     if cfg.retry_errors:
         done = {k: v for k, v in done.items() if v.get("status") != "error"}
     rows = mine.to_dict("records")
-    changed = [r for r in rows if str(r["id"]) in done and not answers_item(done[str(r["id"])], r)]
+    changed = {str(r["id"]) for r in rows if str(r["id"]) in done and not answers_item(done[str(r["id"])], r)}
     if changed:
         log.warning("%s: %d items ask something other than when they were answered (the benchmark was rebuilt), "
-                    "e.g. %s; answering them again", path.name, len(changed), changed[0]["id"])
-    todo = [r for r in rows if str(r["id"]) not in done or not answers_item(done[str(r["id"])], r)]
+                    "e.g. %s; answering them again", path.name, len(changed), min(changed))
+        done = {k: v for k, v in done.items() if k not in changed}
+    todo = [r for r in rows if str(r["id"]) not in done]
     if done:
         log.info("resuming %s: %d of %d items already done", path.name, len(mine) - len(todo), len(mine))
     scorer = TextScorer(cfg.semantic_model)
