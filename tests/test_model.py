@@ -43,6 +43,14 @@ def test_decode_rejoins_underscored_names():
     assert proc.decode(proc.tokenizer("the acoustic guitar enters at 0:12")["input_ids"]) == "the acoustic guitar enters at 0:12"
 
 
+def test_decode_rejoins_numbers_split_into_digits():
+    proc = MusTProcessor.build(["the tempo speeds up from about 103 to 137 BPM at 1:05", "2"], max_seconds=90)
+    ids = proc.tokenizer("the tempo speeds up from about 103 to 137 bpm at 1:05 0:07", add_special_tokens=False)["input_ids"]
+    assert proc.tokenizer.convert_ids_to_tokens(ids)[6:9] == ["1", "0", "3"]  # the tokenizer writes numbers digit by digit
+    assert proc.decode(ids) == "the tempo speeds up from about 103 to 137 bpm at 1:05 0:07"
+    assert proc.decode(proc.tokenizer("2", add_special_tokens=False)["input_ids"]) == "2"
+
+
 def test_encoder_frame_rate_and_time_features(tiny):
     model, _ = tiny
     feats = model.encode_audio(np.zeros(16000 * 12, np.float32))

@@ -26,6 +26,8 @@ MUSIC_CHANGE_WORDS = ("louder", "softer", "speeds", "slows", "accelerates", "dec
 # music words: their logits read the music's moment (MusTConfig.music_word_ids, one slot per word, in this order)
 MUSIC_READ_WORDS = MUSIC_WORDS + MUSIC_CHANGE_WORDS
 ASSISTANT_TURN = " <|im_end|> <|im_start|> assistant"  # ends the user turn, opens the answer
+# lone digits in a row, as the tokenizer splits numbers ("1 1 0"); not the digits of an M:SS time token
+_SPLIT_NUMBER = re.compile(r"(?<![\w:.])\d(?: \d)+(?![\w:])")
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,8 +139,10 @@ class MusTProcessor:
         return f" {text} <|im_end|>"
 
     def decode(self, ids) -> str:
-        """Generated ids → text (time tokens read as ``M:SS``; ``electric _ bass`` rejoined as ``electric_bass``)."""
-        return re.sub(r"(?<=\w) _ (?=\w)", "_", self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+        """Generated ids → text (time tokens read as ``M:SS``; ``electric _ bass`` rejoined as ``electric_bass``; a
+        number the tokenizer split into digits, ``1 1 0 bpm``, rejoined as ``110 bpm``)."""
+        text = re.sub(r"(?<=\w) _ (?=\w)", "_", self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+        return _SPLIT_NUMBER.sub(lambda m: m.group().replace(" ", ""), text)
 
     def load_audio(self, path: str) -> np.ndarray:
         """Audio as 16 kHz mono float32."""
