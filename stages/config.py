@@ -96,6 +96,9 @@ class SFTStage(LoopConfig):
     task_weights: dict[str, float] = field(default_factory=dict)  # relative share of a task's examples (default 1)
     generated_copies: int = 0  # extra question draws per train track from its annotations (0: the benchmark's only)
     reasoning: bool = True  # LTR/GTO targets name the change or write the three times before the letter (reasoned_answer)
+    # TAD's target: "full", the fullest description of the moment (every entry's role, every source that keeps
+    # playing; references say each of these at random), or "reference", the benchmark's first reference
+    tad_target: str = "full"
     # MusT: the source pointer's gate also learns which source each written time is about (the one the question names;
     # in GTO's reasoned answers, each listed change's: stages.sequences.answer_source_labels)
     source_labels: bool = True
@@ -157,6 +160,8 @@ class TrainConfig:
             if stage.pack_turns > 1 and self.model.kind == "must" and not self.model.audio_first:
                 raise ValueError(f"{name}.pack_turns > 1 packs questions after one audio prefix: it needs "
                                  "model.audio_first true")
+        if self.stage3.tad_target not in ("full", "reference"):
+            raise ValueError(f"stage3.tad_target: 'full' or 'reference', got {self.stage3.tad_target!r}")
         if self.stage4.split not in ("train", "val"):
             raise ValueError(f"stage4.split: 'train' or 'val', got {self.stage4.split!r}")
         if self.stage4.baseline not in ("greedy", "constrained"):

@@ -21,8 +21,8 @@ from bench.evaluate.prompts import load_prompts
 from bench.io import load_bench
 from bench.metrics.intervals import total_duration
 from bench.synth.instruments import PALETTE, display
-from bench.tasks.phrasing import NO_CHANGE, event_option, join_clauses, moment_option
-from must.annotation import TrackAnnotation
+from bench.tasks.phrasing import NO_CHANGE, describe_moment, event_option, join_clauses, moment_option
+from must.annotation import Event, TrackAnnotation
 from must.answers import LETTERS, option_texts
 from must.timecode import format_time
 
@@ -238,8 +238,19 @@ class TrainData:
         return {"id": r["id"], "track_id": r["track_id"], "task": r["task"], "question": r["question"],
                 "instruction": self.instructions.get(r["task"], ""), "answer": str(r["answer"]),
                 "reasoned": reasoned_answer(r["task"], str(r["answer"]), r.get("events"), r["question"]),
+                "full": self._full_description(r) if r["task"] == "TAD" else str(r["answer"]),
                 "answers": [str(a) for a in r["answers"]], "duration": float(r["duration"]),
                 "qa_type": _text(r.get("qa_type")), "category": _text(r.get("category")), "audio": r["audio"]}
+
+
+    def _full_description(self, r: dict[str, Any]) -> str:
+        """A TAD question's fullest description of its moment (every entry's role, every source that keeps playing;
+        :func:`~bench.tasks.phrasing.describe_moment` without a generator); its first reference if it has no events."""
+        evs = json.loads(r["events"]) if isinstance(r.get("events"), str) else list(r.get("events") or [])
+        if not evs:
+            return str(r["answer"])
+        events = [Event(float(e["time"]), e["kind"], e.get("source"), e.get("detail") or {}) for e in evs]
+        return describe_moment(events, self.annotation(r["track_id"]), None)
 
 
 def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> str:

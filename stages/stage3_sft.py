@@ -14,11 +14,11 @@ from transformers import Trainer, TrainingArguments
 from must.model.heard import heard_for
 from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
                            rank_world, resume_point, stage_dir, trainer_kwargs)
-from stages.config import TrainConfig
+from stages.config import SFTStage, TrainConfig
 from stages.data import TrainData
 from stages.sequences import AudioCollator, must_dataset
 
-__all__ = ["SFTStageRecipe", "balanced"]
+__all__ = ["SFTStageRecipe", "balanced", "sft_target"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,14 @@ def balanced(examples: list[dict], seed: int, weights: dict[str, float] | None =
     return [out[int(i)] for i in rng.permutation(len(out))]
 
 
+def sft_target(example: dict, st: SFTStage) -> str:
+    """An example's answer as stage 3 teaches it: TAD's fullest description (``tad_target: full``), LTR/GTO's
+    reasoned answer (``reasoning``), else the benchmark's answer."""
+    if example["task"] == "TAD" and st.tad_target == "full":
+        return example["full"]
+    return example["reasoned"] if st.reasoning else example["answer"]
+
+
 class SFTStageRecipe:
     """setup → train → save_checkpoint → cleanup."""
 
@@ -61,7 +69,7 @@ class SFTStageRecipe:
             feats = self.data.features(base, features_tag(base), self.data.tracks("train"), *rank_world())
             heard = {t: heard_for(base, f) for t, f in feats.items()}
             items = [{"question": e["question"], "instruction": e["instruction"], "duration": e["duration"],
-                      "heard": heard[e["track_id"]], "target": self.processor.answer(e["reasoned"] if st.reasoning else e["answer"]),
+                      "heard": heard[e["track_id"]], "target": self.processor.answer(sft_target(e, st)),
                       "track_id": e["track_id"]} for e in examples]
             dataset = must_dataset(self.processor, items, st.pack_turns, base.config.sources if st.source_labels else None)
             collator = AudioCollator(self.processor.tokenizer.pad_token_id, feats)
@@ -69,7 +77,7 @@ class SFTStageRecipe:
             from stages.hf_audio import HFChatDataset, HFCollator, chat_prompt
 
             rows = [{"prompt": chat_prompt(self.processor, e["question"], e["instruction"]),
-                     "target": " " + (e["reasoned"] if st.reasoning else e["answer"]),
+                     "target": " " + sft_target(e, st),
                      "track_id": e["track_id"], "audio": e["audio"]} for e in examples]
             dataset, collator = HFChatDataset(rows), HFCollator(self.processor, self.data)
         self.model = get_peft_model(base, lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout))

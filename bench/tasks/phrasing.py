@@ -84,40 +84,50 @@ _WORDS = {"enters": "enter", "comes": "come", "joins": "join", "starts": "start"
           "falls": "fall", "leaves": "leave"}
 
 
-def _clause(e: Event, ann: TrackAnnotation, rng: np.random.Generator) -> str:
+def _pick(pool: list[str], rng: np.random.Generator | None) -> str:
+    """A seeded choice from ``pool``; its first wording without a generator."""
+    return pool[0] if rng is None else pool[int(rng.integers(len(pool)))]
+
+
+def _says(rng: np.random.Generator | None, p: float) -> bool:
+    """Whether a seeded description adds an optional detail (with chance ``p``); always without a generator."""
+    return rng is None or rng.random() < p
+
+
+def _clause(e: Event, ann: TrackAnnotation, rng: np.random.Generator | None) -> str:
     if e.kind in ("enter", "exit"):
-        template = _ENTER[int(rng.integers(len(_ENTER)))] if e.kind == "enter" else _EXIT[int(rng.integers(len(_EXIT)))]
+        template = _pick(_ENTER if e.kind == "enter" else _EXIT, rng)
         verbs = {k: (v if e.source in PLURAL else k) for k, v in _WORDS.items()}
         text = template.format(s=source_phrase(e.source), **verbs)
-        if e.kind == "enter" and rng.random() < 0.6:
+        if e.kind == "enter" and _says(rng, 0.6):
             try:
                 category = ann.source(e.source).category
             except KeyError:
                 category = "instrument"
             role = [_ROLE.get(category, _ROLE["instrument"]), *_ROLE_ALT.get(category, _ROLE_ALT["instrument"])]
-            text += f", {['adding', 'bringing', 'contributing'][int(rng.integers(3))]} {role[int(rng.integers(len(role)))]}"
+            text += f", {_pick(['adding', 'bringing', 'contributing'], rng)} {_pick(role, rng)}"
         return text
     if e.kind == "tempo_change":
         pool = _FASTER if e.detail["to"] > e.detail["from"] else _SLOWER
-        return pool[int(rng.integers(len(pool)))].format(a=int(round(e.detail["from"])), b=int(round(e.detail["to"])))
-    pool = _LOUDER if e.detail["direction"] == "louder" else _SOFTER
-    return pool[int(rng.integers(len(pool)))]
+        return _pick(pool, rng).format(a=int(round(e.detail["from"])), b=int(round(e.detail["to"])))
+    return _pick(_LOUDER if e.detail["direction"] == "louder" else _SOFTER, rng)
 
 
-def describe_moment(events: list[Event], ann: TrackAnnotation, rng: np.random.Generator) -> str:
-    """A detailed, varied description of what changes at a moment, with what keeps playing."""
+def describe_moment(events: list[Event], ann: TrackAnnotation, rng: np.random.Generator | None) -> str:
+    """A detailed, varied description of what changes at a moment, with what keeps playing. Without a generator
+    (``rng=None``), the fullest one in the first wording of each part: every entry's role and the sources that keep
+    playing are always said, and no opener (what MusT learns to write, :mod:`stages.data`)."""
     t = events[0].time
     clauses = [_clause(e, ann, rng) for e in events]
     body = join_clauses(clauses)
     changed = {e.source for e in events if e.source}
     ongoing = [s for s in ann.active_at(t - 0.25) if s not in changed]
-    opener = _OPEN[int(rng.integers(len(_OPEN)))].format(t=format_time(t))
+    opener = "" if rng is None else _pick(_OPEN, rng).format(t=format_time(t))
     text = f"{opener} {body}" if opener else body[0].upper() + body[1:]
-    if ongoing and rng.random() < 0.6:
+    if ongoing and _says(rng, 0.6):
         names = [display(s) for s in ongoing[:3]]
         joined = join_clauses(names)
         one = len(names) == 1 and ongoing[0] not in PLURAL
-        tail = [f", while the {joined} {'keeps' if one else 'keep'} playing", f"; the {joined} {'continues' if one else 'continue'}",
-                f" over the {joined}", f", with the {joined} still going"][int(rng.integers(4))]
-        text += tail
+        text += _pick([f", while the {joined} {'keeps' if one else 'keep'} playing", f"; the {joined} {'continues' if one else 'continue'}",
+                       f" over the {joined}", f", with the {joined} still going"], rng)
     return text + "."
