@@ -270,3 +270,28 @@ def test_resume_point_skips_a_checkpoint_killed_while_saving(tmp_path):
     (ck / "checkpoint-12").mkdir()
     (ck / "checkpoint-12" / "trainer_state.json").write_text('{"global_step": 12}')
     assert resume_point(tmp_path) == str(ck / "checkpoint-12")  # by step number, not name order
+
+
+def test_stage3_teaches_tad_the_fullest_description_unless_told_to_use_the_reference():
+    from types import SimpleNamespace
+
+    from must.config import ConfigError, load_config
+    from stages.config import SFTStage, TrainConfig
+    from stages.data import TrainData
+    from stages.stage3_sft import sft_target
+    from tests.conftest import ROOT
+
+    row = {"track_id": "t", "task": "TAD", "answer": "Here the drums come in.",
+           "events": json.dumps([{"time": 4.0, "kind": "enter", "source": "drums"}])}
+    data = SimpleNamespace(annotation=lambda track_id: ann())
+    full = TrainData._full_description(data, row)
+    assert full == "The drums enter, adding a steady beat, while the piano keeps playing."
+    assert TrainData._full_description(data, {**row, "events": "[]"}) == "Here the drums come in."  # nothing to describe
+    example = {"task": "TAD", "answer": row["answer"], "reasoned": row["answer"], "full": full}
+    assert sft_target(example, SFTStage()) == full
+    assert sft_target(example, SFTStage(tad_target="reference")) == "Here the drums come in."
+    ltr = {"task": "LTR", "answer": "C", "reasoned": "The drums enter. Answer: C", "full": "C"}
+    assert sft_target(ltr, SFTStage()) == "The drums enter. Answer: C"
+    assert sft_target(ltr, SFTStage(reasoning=False)) == "C"
+    with pytest.raises(ConfigError, match="stage3.tad_target: 'full' or 'reference'"):
+        load_config(TrainConfig, ROOT / "configs" / "stages" / "smoke.yaml", ["stage3.tad_target=longest"])

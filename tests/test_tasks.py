@@ -146,3 +146,23 @@ def test_assign_splits_exact_and_disjoint():
     s = assign_splits(ids, {"train": 0.5, "val": 0.15, "test": 0.35}, seed=0)
     assert Counter(s.values()) == {"train": 5, "test": 4, "val": 1}  # remainders tie (0.5): the larger split wins
     assert assign_splits(ids, {"train": 0.5, "val": 0.15, "test": 0.35}, seed=0) == s
+
+
+def test_fullest_description_says_the_role_and_what_keeps_playing_and_seeded_ones_vary():
+    from bench.tasks.phrasing import describe_moment
+
+    ann = annotation()
+    choir, tempo, bass_out = [ann.transitions[4]], [ann.transitions[3]], [ann.transitions[5]]
+    # at 0:59.75 the piano, drums, electric bass and violin play: the first three (in source order) are named
+    assert describe_moment(choir, ann, None) == ("The choir enters, adding a sung line, while the piano, drums and "
+                                                 "electric bass keep playing.")
+    assert describe_moment(tempo, ann, None) == ("The tempo speeds up from about 100 to 130 BPM, while the piano, drums "
+                                                 "and electric bass keep playing.")
+    assert describe_moment(bass_out, ann, None) == "The electric bass stops, while the piano, drums and choir keep playing."
+    assert describe_moment([ann.transitions[0]], ann, None) == "The drums enter, adding a steady beat, while the piano keeps playing."
+    # seeded descriptions (the benchmark's references) say each detail at random, as before the fullest one existed
+    rng = np.random.default_rng(3)
+    assert [describe_moment(choir, ann, rng) for _ in range(3)] == [
+        "The choir starts playing, adding a sung line, while the piano, drums and electric bass keep playing.",
+        "At this point the choir enters, bringing a voice.",
+        "The choir enters, bringing a voice over the piano, drums and electric bass."]
