@@ -27,7 +27,7 @@ from stages.config import TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced
 
-__all__ = ["GRPOStageRecipe", "GreedyBaseline", "score_with_full_logits", "sample_in_answer_form"]
+__all__ = ["GRPOStageRecipe", "PolicyBaseline", "score_with_full_logits", "sample_in_answer_form"]
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,11 @@ BASELINE_TIME_RULES: dict[str, dict[str, Callable[[torch.Tensor], int]]] = {
     "greedy": {}, "constrained": CONSTRAINED_TIME_RULES}
 
 
-class GreedyBaseline:
-    """Each prompt's greedy completion from the policy being trained, generated once per training step, as the
-    ``baseline`` column of relative rewards (:mod:`rewards.relative`): the answer evaluation scores, as it stands.
-    ``time_rules`` (task → rule over the distribution of seconds, :class:`TimeChoice`) write that task's times as
-    ``choices=constrained`` does instead of the most probable second."""
+class PolicyBaseline:
+    """Each prompt's deterministic completion from the policy being trained, generated once per training step, as
+    the ``baseline`` column of relative rewards (:mod:`rewards.relative`): the answer evaluation scores, as it
+    stands. Greedy by default; ``time_rules`` (task → rule over the distribution of seconds, :class:`TimeChoice`)
+    write that task's times as ``choices=constrained`` does instead of the most probable second."""
 
     def __init__(self, time_rules: dict[str, Callable[[torch.Tensor], int]] | None = None) -> None:
         self.trainer: GRPOTrainer | None = None
@@ -96,7 +96,7 @@ class GreedyBaseline:
         self._step, self._answers = -1, {}
 
     def answers(self, prompts: list[str], step: int, tasks: list[str] | None = None) -> list[str]:
-        """The policy's greedy completion of each prompt (decoded as TRL decodes its samples)."""
+        """The policy's deterministic completion of each prompt (decoded as TRL decodes its samples)."""
         if step != self._step:
             self._step, self._answers = step, {}
         task_of = dict(zip(prompts, tasks or [None] * len(prompts)))
@@ -193,7 +193,7 @@ class GRPOStageRecipe:
                 for p, e in zip(prompts, examples)]
         reward_cfg = load_reward_config(st.rewards)
         funcs, weights = build_reward_funcs(reward_cfg)
-        baseline = GreedyBaseline(BASELINE_TIME_RULES[st.baseline]) if needs_baseline(reward_cfg) else None
+        baseline = PolicyBaseline(BASELINE_TIME_RULES[st.baseline]) if needs_baseline(reward_cfg) else None
         if baseline is not None:
             funcs = [baseline.wrap(f) for f in funcs]
         args = GRPOConfig(**trainer_kwargs(st, self.sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,

@@ -950,7 +950,7 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
 
     from transformers import GenerationConfig
 
-    from stages.stage4_grpo import GreedyBaseline
+    from stages.stage4_grpo import PolicyBaseline
 
     model, proc = copy.deepcopy(tiny[0]), tiny[1]
     tok = proc.tokenizer
@@ -973,7 +973,7 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
     calls = []
     original = model.generate
     model.generate = lambda *a, **k: calls.append(k["generation_config"].do_sample) or original(*a, **k)
-    baseline = GreedyBaseline()
+    baseline = PolicyBaseline()
     baseline.trainer = trainer
     seen = []
     wrapped = baseline.wrap(lambda completions, **cols: seen.append(cols["baseline"]) or [0.0] * len(completions))
@@ -997,7 +997,7 @@ def test_constrained_baseline_writes_tsg_and_mtr_times_as_choices_constrained_do
 
     from transformers import GenerationConfig
 
-    from stages.stage4_grpo import BASELINE_TIME_RULES, GreedyBaseline
+    from stages.stage4_grpo import BASELINE_TIME_RULES, PolicyBaseline
 
     model, tok = copy.deepcopy(tiny[0]), tiny[1].tokenizer
     lo, eos = model.config.time_token_offset, tok.convert_tokens_to_ids("<|im_end|>")
@@ -1016,12 +1016,12 @@ def test_constrained_baseline_writes_tsg_and_mtr_times_as_choices_constrained_do
     model.generate = generate
     trainer = SimpleNamespace(model=model, processing_class=tok, eos_token_ids=[eos], accelerator=SimpleNamespace(device="cpu"),
                               generation_config=GenerationConfig(do_sample=True, temperature=1.0, eos_token_id=[eos]))
-    baseline = GreedyBaseline(BASELINE_TIME_RULES["constrained"])
+    baseline = PolicyBaseline(BASELINE_TIME_RULES["constrained"])
     baseline.trainer = trainer
     answers = baseline.answers(["When?", "Where is it loudest?", "Which change?"], 0, ["TSG", "MTR", "LTR"])
     assert written == [20, 23, 60]
     assert [a.split()[0] for a in answers] == ["0:20", "0:23", "1:00"]
-    plain = GreedyBaseline(BASELINE_TIME_RULES["greedy"])
+    plain = PolicyBaseline(BASELINE_TIME_RULES["greedy"])
     plain.trainer = trainer
     plain.answers(["When?", "Where is it loudest?"], 0, ["TSG", "MTR"])
     assert written[3:] == [60, 60]
