@@ -96,8 +96,8 @@ class SFTStage(LoopConfig):
     task_weights: dict[str, float] = field(default_factory=dict)  # relative share of a task's examples (default 1)
     generated_copies: int = 0  # extra question draws per train track from its annotations (0: the benchmark's only)
     reasoning: bool = True  # LTR/GTO targets name the change or write the three times before the letter (reasoned_answer)
-    # TAD's target: "full", the fullest description of the moment (every entry's role, every source that keeps
-    # playing; references say each of these at random), or "reference", the benchmark's first reference
+    # TAD's target: "full", the fullest description of the moment (every entry's role, the sources that keep playing;
+    # the references say each of these at random), or "reference", the benchmark's first reference
     tad_target: str = "full"
     # MusT: the source pointer's gate also learns which source each written time is about (the one the question names;
     # in GTO's reasoned answers, each listed change's: stages.sequences.answer_source_labels)

@@ -242,9 +242,8 @@ class TrainData:
                 "answers": [str(a) for a in r["answers"]], "duration": float(r["duration"]),
                 "qa_type": _text(r.get("qa_type")), "category": _text(r.get("category")), "audio": r["audio"]}
 
-
     def _full_description(self, r: dict[str, Any]) -> str:
-        """A TAD question's fullest description of its moment (every entry's role, every source that keeps playing;
+        """A TAD question's fullest description of its moment (every entry's role, the sources that keep playing;
         :func:`~bench.tasks.phrasing.describe_moment` without a generator); its first reference if it has no events."""
         evs = json.loads(r["events"]) if isinstance(r.get("events"), str) else list(r.get("events") or [])
         if not evs:
