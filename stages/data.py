@@ -245,11 +245,15 @@ class TrainData:
     def _full_description(self, r: dict[str, Any]) -> str:
         """A TAD question's fullest description of its moment (every entry's role, the sources that keep playing;
         :func:`~bench.tasks.phrasing.describe_moment` without a generator); its first reference if it has no events."""
-        evs = json.loads(r["events"]) if isinstance(r.get("events"), str) else list(r.get("events") or [])
+        evs = _event_dicts(r.get("events"))
         if not evs:
             return str(r["answer"])
-        events = [Event(float(e["time"]), e["kind"], e.get("source"), e.get("detail") or {}) for e in evs]
-        return describe_moment(events, self.annotation(r["track_id"]), None)
+        return describe_moment([Event(**e) for e in evs], self.annotation(r["track_id"]), None)
+
+
+def _event_dicts(events: Any) -> list[dict[str, Any]]:
+    """A row's ``events`` column (JSON text or a list) as a list of dicts."""
+    return json.loads(events) if isinstance(events, str) else list(events or [])
 
 
 def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> str:
@@ -264,7 +268,7 @@ def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> 
         return f"{option_texts(question)[answer]}. Answer: {answer}"
     if task != "GTO" or answer not in LETTERS[: len(ORDERINGS)]:
         return answer
-    evs = json.loads(events) if isinstance(events, str) else list(events or [])
+    evs = _event_dicts(events)
     times = sorted({round(float(e["time"]), 3) for e in evs})
     if len(times) < 3:
         return answer
