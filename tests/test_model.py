@@ -204,6 +204,11 @@ def test_must_adapter_names_and_checks_its_gto_arguments(tiny, tmp_path):
     assert off.gto_scan is False and off.name == f"must:{tmp_path.name}+constrained(gto_scan=false)"
     with pytest.raises(ValueError, match="gto_scan must be true or false"):
         load_model(spec, choices="constrained", gto_scan="off")
+    assert load_model(spec, choices="constrained").gto_grounding is True
+    ungrounded = load_model(spec, **parse_model_args("choices=constrained,gto_grounding=false"))
+    assert ungrounded.gto_grounding is False and ungrounded.name == f"must:{tmp_path.name}+constrained(gto_grounding=false)"
+    with pytest.raises(ValueError, match="gto_grounding must be true or false"):
+        load_model(spec, choices="constrained", gto_grounding=1)
     assert load_model(spec, choices="constrained").gto_min_gap == 3  # GTO_MIN_GAP
     before = load_model(spec, **parse_model_args("choices=constrained,gto_min_gap=1"))
     assert before.gto_min_gap == 1 and before.name == f"must:{tmp_path.name}+constrained(gto_min_gap=1)"
@@ -440,6 +445,53 @@ def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypa
     assert answer_batch(model, proc, item, [feats], 4, choices="constrained", gto_min_gap=1)[0].endswith("Answer: E")
     monkeypatch.setattr(inference, "GTO_MIN_GAP", 1)  # the default is read when answering
     assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: E")
+    # TSG's answer about a listed entry multiplies in (to the power GTO_GROUNDING_WEIGHT = 0.25): 0.9 for Y at 0:03
+    # and 0.1 at 0:18 weigh the pointer's 0.4 / 0.6 to 0.4 · 0.9^0.25 = 0.39 against 0.6 · 0.1^0.25 = 0.34, so Y
+    # leads, (Y) → (Z) → (X); gto_grounding=False leaves the pointer's (Z) → (X) → (Y)
+    probs["Y"] = 0.4 * sure(3) + 0.6 * sure(18)
+    monkeypatch.setattr(inference, "GTO_MIN_GAP", 3)
+    monkeypatch.setattr(inference, "grounded_time_probs", lambda *a, **k: {"Y": 0.9 * sure(3) + 0.1 * sure(18)})
+    assert answer_batch(model, proc, item, [feats], 4, choices="constrained")[0].endswith("Answer: D")
+    assert answer_batch(model, proc, item, [feats], 4, choices="constrained", gto_grounding=False)[0].endswith("Answer: E")
+
+
+def test_source_change_reads_the_benchmark_wording():
+    from must.model.inference import source_change
+
+    sources = ["bass", "electric_bass", "drums", "piano"]
+    assert source_change("The tempo speeds up and the drums enter", sources) == ("enter", "drums")
+    assert source_change("The piano stops.", sources) == ("exit", "piano")
+    assert source_change("The electric bass enters", sources) == ("enter", "electric_bass")  # not "the bass"
+    assert source_change("The bass enters", sources) == ("enter", "bass")
+    assert source_change("The music gets louder", sources) is None
+    assert source_change("The tuba enters", sources) is None  # a source the model does not know
+
+
+def test_grounded_time_probs_read_tsg_answers_at_their_first_token(tiny):
+    from must.model.inference import grounded_time_probs
+
+    model, proc = tiny
+    feats = model.encode_audio(np.random.default_rng(5).normal(0, 0.1, 16000 * 8).astype(np.float32))
+    q = ("Listen to the music. The following changes happen in it:\n(X) The piano stops\n(Y) The tempo slows down\n"
+         "(Z) The drums enter\n\nWhich of the following options represents the correct chronological order?\n"
+         "A: (X) → (Y) → (Z)")
+    prompt_of = lambda question: proc.prompt(question, 8.0, "Answer with a time.")
+    got = grounded_time_probs(model, proc, prompt_of, q, feats, 8)
+    assert sorted(got) == ["X", "Z"]  # the tempo change is the music's, not a source's
+    # each is the next-token distribution over 0:00-0:08 after TSG's question alone (the batch pads X's shorter or
+    # longer prompt on the right, and each row is read at its own last token)
+    lo = model.config.time_token_offset
+    asked = {"X": "When does the piano finally stop playing?", "Z": "When does the drums first start to play?"}
+    lengths = {len(proc.tokenizer(prompt_of(question), add_special_tokens=False)["input_ids"]) for question in asked.values()}
+    assert len(lengths) == 2  # so one row is padded
+    for label, question in asked.items():
+        ids = proc.tokenizer(prompt_of(question), add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            alone = model(input_ids=ids, attention_mask=torch.ones_like(ids), audio_features=[feats]).logits[0, -1]
+        assert got[label].shape == (9,) and abs(got[label].sum() - 1) < 1e-5
+        assert np.allclose(got[label], torch.softmax(alone[lo : lo + 9].float(), -1).numpy(), atol=1e-5)
+    assert grounded_time_probs(model, proc, prompt_of, q.replace("piano stops", "music gets louder")
+                               .replace("drums enter", "tempo speeds up"), feats, 8) == {}
 
 
 def test_ordering_probability_of_three_independent_times():
