@@ -209,6 +209,9 @@ def test_must_adapter_names_and_checks_its_gto_arguments(tiny, tmp_path):
     assert ungrounded.gto_grounding is False and ungrounded.name == f"must:{tmp_path.name}+constrained(gto_grounding=false)"
     with pytest.raises(ValueError, match="gto_grounding must be true or false"):
         load_model(spec, choices="constrained", gto_grounding=1)
+    assert load_model(spec, choices="constrained").ltr_grounding is True
+    plain = load_model(spec, **parse_model_args("choices=constrained,ltr_grounding=false"))
+    assert plain.ltr_grounding is False and plain.name == f"must:{tmp_path.name}+constrained(ltr_grounding=false)"
     assert load_model(spec, choices="constrained").gto_min_gap == 3  # GTO_MIN_GAP
     before = load_model(spec, **parse_model_args("choices=constrained,gto_min_gap=1"))
     assert before.gto_min_gap == 1 and before.name == f"must:{tmp_path.name}+constrained(gto_min_gap=1)"
@@ -326,7 +329,8 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     q = "What happens at 0:03?\nA: The drums enter\nB: The piano enters\nC: The tempo speeds up\nD: No noticeable change"
     items = [{"question": q, "duration": 6.0, "task": "LTR"}, {"question": "Describe the change at 0:03 in detail.",
                                                                 "duration": 6.0, "task": "TAD"}]
-    ltr, tad = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained", ltr_calibration=0)
+    ltr, tad = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained", ltr_calibration=0,
+                            ltr_grounding=False)
     # the option whose description alone ("<description>.", letter left out) is most likely per token, written as
     # MusT was trained to answer, with that description's own letter
     texts = option_texts(q)
@@ -357,12 +361,33 @@ def test_constrained_ltr_subtracts_each_options_score_at_other_moments(tiny, mon
 
     def answer(weight: float) -> str:
         asked.clear()
-        return inference.answer_batch(model, proc, [item], [feats], 2, choices="constrained", ltr_calibration=weight)[0]
+        return inference.answer_batch(model, proc, [item], [feats], 2, choices="constrained", ltr_calibration=weight,
+                                      ltr_grounding=False)[0]
 
     assert answer(0) == "No noticeable change. Answer: D" and asked == ["0:03"]
     # a 6 s track: shifts of -20/-10 s land on 0:00, +10/+20 s on 0:05. Weight 0.5: A -1.0 + 0.5 * 2.0 = 0.0,
     # B -1.2 + 0.5 * 1.2 = -0.6, C -3.0 + 1.5 = -1.5, D -0.9 + 0.5 * 0.5 = -0.65
     assert answer(0.5) == "The drums enter. Answer: A" and sorted(asked) == ["0:00", "0:03", "0:05"]
+    # grounding (on by default): TSG's answer about the drums puts 0.001 within 3 s of 0:03 (here all of 0:00-0:06),
+    # about the piano 0.6: A 0.0 + 0.25 · log(0.001 / 0.1) = -1.15, B -0.6 + 0.25 · log(0.6 / 0.1) = -0.15, C and D
+    # (no source) unchanged at -1.5 and -0.65, so B
+    at = lambda weights: np.array([weights.get(t, 0.0) for t in range(12)])
+    grounded = {"A": at({2: 0.001, 10: 0.999}), "B": at({3: 0.6, 11: 0.4})}
+    monkeypatch.setattr(inference, "grounded_time_probs", lambda *a, **k: grounded)
+    got = inference.answer_batch(model, proc, [item], [feats], 2, choices="constrained", ltr_calibration=0.5)[0]
+    assert got == "The piano enters. Answer: B"
+
+
+def test_grounding_bonus_by_hand():
+    from must.model.inference import grounding_bonus
+
+    q = "What happens in the music at 0:10?\nA: The drums enter\nB: No noticeable change\nC: The piano stops"
+    probs = {"A": np.full(30, 1 / 30), "C": np.eye(30)[20]}  # A: 7 of 30 seconds in 0:07-0:13; C: surely at 0:20
+    bonus = grounding_bonus(probs, ["A", "B", "C"], q)
+    assert np.allclose(bonus, [0.25 * np.log((7 / 30) / 0.1), 0.0, 0.25 * np.log(1e-4 / 0.1)])
+    assert np.allclose(grounding_bonus(probs, ["A", "B", "C"], q.replace("0:10", "0:02")),  # the window clips at 0:00
+                       [0.25 * np.log((6 / 30) / 0.1), 0.0, 0.25 * np.log(1e-4 / 0.1)])
+    assert not grounding_bonus(probs, ["A", "B", "C"], "Which source plays?\nA: x").any()  # no asked time
 
 
 def test_shifted_questions_move_the_asked_time_inside_the_track():
@@ -468,6 +493,8 @@ def test_source_change_reads_the_benchmark_wording():
 
 
 def test_grounded_time_probs_read_tsg_answers_at_their_first_token(tiny):
+    from bench.tasks.phrasing import NO_CHANGE
+    from must.answers import labelled_changes
     from must.model.inference import grounded_time_probs
 
     model, proc = tiny
@@ -476,7 +503,7 @@ def test_grounded_time_probs_read_tsg_answers_at_their_first_token(tiny):
          "(Z) The drums enter\n\nWhich of the following options represents the correct chronological order?\n"
          "A: (X) → (Y) → (Z)")
     prompt_of = lambda question: proc.prompt(question, 8.0, "Answer with a time.")
-    got = grounded_time_probs(model, proc, prompt_of, q, feats, 8)
+    got = grounded_time_probs(model, proc, prompt_of, labelled_changes(q), feats, 8)
     assert sorted(got) == ["X", "Z"]  # the tempo change is the music's, not a source's
     # each is the next-token distribution over 0:00-0:08 after TSG's question alone (the batch pads X's shorter or
     # longer prompt on the right, and each row is read at its own last token)
@@ -490,8 +517,7 @@ def test_grounded_time_probs_read_tsg_answers_at_their_first_token(tiny):
             alone = model(input_ids=ids, attention_mask=torch.ones_like(ids), audio_features=[feats]).logits[0, -1]
         assert got[label].shape == (9,) and abs(got[label].sum() - 1) < 1e-5
         assert np.allclose(got[label], torch.softmax(alone[lo : lo + 9].float(), -1).numpy(), atol=1e-5)
-    assert grounded_time_probs(model, proc, prompt_of, q.replace("piano stops", "music gets louder")
-                               .replace("drums enter", "tempo speeds up"), feats, 8) == {}
+    assert grounded_time_probs(model, proc, prompt_of, {"A": "The music gets louder", "B": NO_CHANGE}, feats, 8) == {}
 
 
 def test_ordering_probability_of_three_independent_times():

@@ -52,15 +52,18 @@ from must.model.processing import MusTProcessor
 from must.timecode import find_times, format_time, parse_time
 
 __all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
-           "ordering_probability", "written_time_probs", "scanned_time_probs", "grounded_time_probs", "source_change",
+           "ordering_probability", "written_time_probs", "scanned_time_probs", "grounded_time_probs", "grounding_bonus", "source_change",
            "combine_time_probs",
            "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources", "source_name_ids", "TimeChoice",
            "hit_window_second", "median_second", "CONSTRAINED_TIME_RULES", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION",
+           "LTR_GROUNDING_WEIGHT", "LTR_GROUNDING_PRIOR",
            "GTO_SCAN_SHARPNESS", "GTO_POINTER_WEIGHT", "GTO_GROUNDING_WEIGHT", "GTO_MIN_GAP"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
 LTR_CALIBRATION = 0.5  # weight of an LTR option's score at other moments, subtracted under "constrained"
 CALIBRATION_SHIFTS = (-20, -10, 10, 20)  # seconds: the other moments an LTR question is asked at
+LTR_GROUNDING_WEIGHT = 0.25  # grounding_bonus: weight of TSG's answer about an option's source (val)
+LTR_GROUNDING_PRIOR = 0.1  # grounding_bonus: the window probability that neither raises nor lowers an option (val)
 GTO_SCAN_SHARPNESS = 10.0  # scanned_time_probs: per-token log-probability → logits over seconds (val)
 GTO_POINTER_WEIGHT = 0.25  # weight of the pointer's distribution against the scan's (val)
 GTO_GROUNDING_WEIGHT = 0.25  # weight of TSG's answer for a listed entry or exit (val)
@@ -188,12 +191,14 @@ def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProces
 @torch.no_grad()
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate", ltr_calibration: float = LTR_CALIBRATION,
-                 gto_scan: bool = True, gto_min_gap: int | None = None, gto_grounding: bool = True) -> list[str]:
+                 gto_scan: bool = True, gto_min_gap: int | None = None, gto_grounding: bool = True,
+                 ltr_grounding: bool = True) -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
     features: greedy text, with multiple-choice letters chosen as described in the module doc when ``choices`` is
     ``"scored"`` or ``"constrained"`` (``ltr_calibration``: see there, 0 turns it off; ``gto_scan``: GTO's times
     also from :func:`scanned_time_probs`; ``gto_grounding``: GTO's entries and exits also from
-    :func:`grounded_time_probs`; ``gto_min_gap``: seconds between consecutive changes when ordering them, default
+    :func:`grounded_time_probs`; ``ltr_grounding``: LTR options that are a source entering or stopping weighed by
+    :func:`grounding_bonus`; ``gto_min_gap``: seconds between consecutive changes when ordering them, default
     :data:`GTO_MIN_GAP`)."""
     if choices not in CHOICE_MODES:
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
@@ -244,6 +249,11 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 table = options_loglik(model, processor, [prompts[k]] + [prompt(k, q) for q in others], feats, conts,
                                        closed=scored)
                 scores = table[0] - ltr_calibration * table[1:].mean(0) if others else table[0]
+                if ltr_grounding and not scored:
+                    scores = scores + grounding_bonus(
+                        grounded_time_probs(model, processor, lambda q: prompt(k, q, instruction_of("TSG")), options, feats,
+                                            min(model.config.max_seconds, int(item["duration"]))),
+                        list(options), item["question"])
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
                 answers[k] = f"{options[best]}. Answer: {best}"
             elif item.get("task") == "GTO" and options:
@@ -257,7 +267,7 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                         probs = combine_time_probs(scan, probs, GTO_POINTER_WEIGHT)
                     if gto_grounding:
                         grounded = grounded_time_probs(model, processor, lambda q: prompt(k, q, instruction_of("TSG")),
-                                                       item["question"], feats, seconds)
+                                                       labelled_changes(item["question"]), feats, seconds)
                         probs = combine_time_probs(probs, grounded, GTO_GROUNDING_WEIGHT)
                     letter = order_from_time_probs(probs, options, GTO_MIN_GAP if gto_min_gap is None else gto_min_gap)
                 letter = letter or order_from_times(answers[k], options)
@@ -269,12 +279,17 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
 def shifted_questions(question: str, duration: float, shifts: tuple[int, ...] = CALIBRATION_SHIFTS) -> list[str]:
     """``question`` asked at other moments: its first ``M:SS`` moved by each of ``shifts`` seconds, kept inside the
     track; shifts that land back on the asked second are left out (none if the question names no time)."""
-    asked = next((t for t in find_times(question) if t.kind == "colon" and t.seconds is not None), None)
+    asked = _asked_time(question)
     if asked is None:
         return []
     last = max(int(duration) - 1, 0)
     moved = {min(max(int(round(asked.seconds)) + s, 0), last) for s in shifts} - {int(round(asked.seconds))}
     return [question[: asked.start] + format_time(t) + question[asked.end :] for t in sorted(moved)]
+
+
+def _asked_time(question: str):
+    """The first ``M:SS`` of a question (the moment an LTR question asks about), or ``None``."""
+    return next((t for t in find_times(question) if t.kind == "colon" and t.seconds is not None), None)
 
 
 def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.Tensor, continuations: list[str],
@@ -391,20 +406,19 @@ def source_change(text: str, sources: list[str]) -> tuple[str, str] | None:
 
 
 @torch.no_grad()
-def grounded_time_probs(model, processor: MusTProcessor, prompt_of: Callable[[str], str], question: str,
+def grounded_time_probs(model, processor: MusTProcessor, prompt_of: Callable[[str], str], changes: dict[str, str],
                         features: torch.Tensor, seconds: int) -> dict[str, np.ndarray]:
-    """For each change ``(X)``, ``(Y)``, ``(Z)`` a GTO question lists that is a source entering or stopping
-    (:func:`source_change`), the model's distribution over the seconds ``0..seconds`` for the first token of its
-    answer to TSG's question about that source ("When does the tuba first start to play?" / "… finally stop
-    playing?"; a TSG answer is a bare ``M:SS``), its time tokens' logits renormalised. GTO lists only changes that
-    happen once in the track, so the source's first entry (last exit) is the listed one; pointing at it is what TSG
-    trains, on many more questions than GTO's. ``prompt_of``: a question's prompt. Changes of the music as a whole
-    get no distribution."""
+    """For each of ``changes`` (label → text: a GTO question's ``(X)``, ``(Y)``, ``(Z)``, an LTR question's options)
+    that is a source entering or stopping (:func:`source_change`), the model's distribution over the seconds
+    ``0..seconds`` for the first token of its answer to TSG's question about that source ("When does the tuba first
+    start to play?" / "… finally stop playing?"; a TSG answer is a bare ``M:SS``), its time tokens' logits
+    renormalised: where the source first enters (last stops), which TSG trains on many more questions than GTO and
+    LTR have. ``prompt_of``: a question's prompt. Changes of the music as a whole get no distribution."""
     from bench.tasks.phrasing import source_phrase
     from bench.tasks.tsg import OFFSET, ONSET
 
     asked = {}
-    for label, text in labelled_changes(question).items():
+    for label, text in changes.items():
         if found := source_change(text, list(model.config.sources)):
             kind, source = found
             asked[label] = (ONSET if kind == "enter" else OFFSET)[0].format(s=source_phrase(source))
@@ -417,6 +431,24 @@ def grounded_time_probs(model, processor: MusTProcessor, prompt_of: Callable[[st
     lo = model.config.time_token_offset
     return {label: torch.softmax(logits[i, end - 1, lo : lo + seconds + 1].float(), -1).cpu().numpy()
             for i, (label, end) in enumerate(zip(asked, ends))}
+
+
+def grounding_bonus(probs: dict[str, np.ndarray], letters: list[str], question: str, window: int = 3) -> np.ndarray:
+    """Per LTR option (in ``letters`` order), ``LTR_GROUNDING_WEIGHT · log(m / LTR_GROUNDING_PRIOR)``, ``m`` the
+    probability (at least 1e-4) that its source's first entry (last exit) in ``probs`` (:func:`grounded_time_probs`)
+    falls within ``window`` seconds of the question's time: a source entering at the asked moment is likelier when
+    TSG's answer about it points there. 0 for options ``probs`` has no distribution for (no noticeable change, the
+    music's own changes) and when the question names no time."""
+    asked = _asked_time(question)
+    bonus = np.zeros(len(letters))
+    if asked is None:
+        return bonus
+    at = int(round(asked.seconds))
+    for i, letter in enumerate(letters):
+        if letter in probs:
+            mass = float(probs[letter][max(0, at - window) : at + window + 1].sum())
+            bonus[i] = LTR_GROUNDING_WEIGHT * (np.log(max(mass, 1e-4)) - np.log(LTR_GROUNDING_PRIOR))
+    return bonus
 
 
 def _right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
