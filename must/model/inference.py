@@ -12,7 +12,8 @@ change"), less ``ltr_calibration`` (default :data:`LTR_CALIBRATION`) times the s
 question is asked at other moments of the track (:func:`shifted_questions`) — what happens *then* rather than what
 the model finds likely anywhere: it weighs down "no noticeable change", which is right at most moments (for f34's
 GRPO checkpoint, val LTR 53.1 → 57.6 %; weights 0.25 / 0.5 / 0.75 / 1.0 gave 57.1 / 57.6 / 55.1 / 46.4,
-docs/training-log.md); a GTO answer may not time two of its changes within a second of each other (:class:`DistinctTimes`: the
+docs/training-log.md), plus (``ltr_grounding``, :func:`grounding_bonus`) for an option that is a source entering or
+stopping, how much of the model's answer to TSG's question about that source falls near the asked time; a GTO answer may not time two of its changes within a second of each other (:class:`DistinctTimes`: the
 changes to order are different moments) and its letter is the ordering most probable under the model's own
 distributions over each change's time, each change at least :data:`GTO_MIN_GAP` seconds after the one before (the
 changes a question lists are separate moments; for f38, test GTO 60.7 → 65.2 %, val 76.4 → 77.5 %, where it was
