@@ -505,8 +505,8 @@ def test_grounded_time_probs_read_tsg_answers_at_their_first_token(tiny):
     prompt_of = lambda question: proc.prompt(question, 8.0, "Answer with a time.")
     got = grounded_time_probs(model, proc, prompt_of, labelled_changes(q), feats, 8)
     assert sorted(got) == ["X", "Z"]  # the tempo change is the music's, not a source's
-    # each is the next-token distribution over 0:00-0:08 after TSG's question alone (the batch pads X's shorter or
-    # longer prompt on the right, and each row is read at its own last token)
+    # each is the next-token distribution over 0:00-0:08 after TSG's question alone (the two prompts differ in
+    # length, so the batch pads one on the right, and each row is read at its own last token)
     lo = model.config.time_token_offset
     asked = {"X": "When does the piano finally stop playing?", "Z": "When does the drums first start to play?"}
     lengths = {len(proc.tokenizer(prompt_of(question), add_special_tokens=False)["input_ids"]) for question in asked.values()}

@@ -12,9 +12,10 @@ change"), less ``ltr_calibration`` (default :data:`LTR_CALIBRATION`) times the s
 question is asked at other moments of the track (:func:`shifted_questions`) — what happens *then* rather than what
 the model finds likely anywhere: it weighs down "no noticeable change", which is right at most moments (for f34's
 GRPO checkpoint, val LTR 53.1 → 57.6 %; weights 0.25 / 0.5 / 0.75 / 1.0 gave 57.1 / 57.6 / 55.1 / 46.4,
-docs/training-log.md), plus (``ltr_grounding``, :func:`grounding_bonus`) for an option that is a source entering or
-stopping, how much of the model's answer to TSG's question about that source falls near the asked time; a GTO answer may not time two of its changes within a second of each other (:class:`DistinctTimes`: the
-changes to order are different moments) and its letter is the ordering most probable under the model's own
+docs/training-log.md), plus (``ltr_grounding``, :func:`grounding_bonus`), for an option that is a source entering or
+stopping, how much of the model's answer to TSG's question about that source falls near the asked time (for the
+default run f42, whole test split LTR 71.2 → 76.2 %, docs/training-log.md); a GTO answer may not time two of its
+changes within a second of each other (:class:`DistinctTimes`: the changes to order are different moments) and its letter is the ordering most probable under the model's own
 distributions over each change's time, each change at least :data:`GTO_MIN_GAP` seconds after the one before (the
 changes a question lists are separate moments; for f38, test GTO 60.7 → 65.2 %, val 76.4 → 77.5 %, where it was
 chosen; docs/training-log.md) (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
@@ -24,8 +25,8 @@ asked LTR's question there, recognises that change (:func:`scanned_time_probs`, 
 g36d5, the default before tempo signals, whole test split GTO 50.4 → 59.3 %, +8.9 ± 4.3 paired; val 48.3 → 74.2 %,
 where its two constants were chosen; docs/training-log.md) — and, for a listed change that is a source entering or
 stopping, by the model's answer to TSG's question about it (``gto_grounding``, :func:`grounded_time_probs`: "When
-does the tuba first start to play?"; for the default run f42, test GTO 63.7 → 73.5 %, docs/training-log.md) — falling back to
-the ordering its three written times imply (as in ``scored``). A small LM names the right change or the right times
+does the tuba first start to play?"; for the default run f42, test GTO 63.7 → 73.5 %, docs/training-log.md) —
+falling back to the ordering its three written times imply (as in ``scored``). A small LM names the right change or the right times
 more often than it binds them to a letter. ``constrained`` also writes each time
 from the model's whole distribution over seconds rather than its single most probable second
 (:class:`TimeChoice`): a TSG time is the one most likely to score under Hit@3s (:func:`hit_window_second`), an MTR
@@ -50,11 +51,11 @@ from must.answers import LETTERS, labelled_changes, option_clauses, option_texts
 from must.model.heard import heard_for
 from must.model.modeling import time_token_seconds
 from must.model.processing import MusTProcessor
-from must.timecode import find_times, format_time, parse_time
+from must.timecode import TimeExpression, find_times, format_time, parse_time
 
 __all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
-           "ordering_probability", "written_time_probs", "scanned_time_probs", "grounded_time_probs", "grounding_bonus", "source_change",
-           "combine_time_probs",
+           "ordering_probability", "written_time_probs", "scanned_time_probs", "grounded_time_probs", "grounding_bonus",
+           "source_change", "combine_time_probs",
            "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources", "source_name_ids", "TimeChoice",
            "hit_window_second", "median_second", "CONSTRAINED_TIME_RULES", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION",
            "LTR_GROUNDING_WEIGHT", "LTR_GROUNDING_PRIOR",
@@ -288,7 +289,7 @@ def shifted_questions(question: str, duration: float, shifts: tuple[int, ...] = 
     return [question[: asked.start] + format_time(t) + question[asked.end :] for t in sorted(moved)]
 
 
-def _asked_time(question: str):
+def _asked_time(question: str) -> TimeExpression | None:
     """The first ``M:SS`` of a question (the moment an LTR question asks about), or ``None``."""
     return next((t for t in find_times(question) if t.kind == "colon" and t.seconds is not None), None)
 

@@ -28,8 +28,8 @@ class MusTAdapter(Model):
     model's answer to TSG's question about that source (false: without, as before this option existed).
     ``ltr_grounding`` (``constrained`` only): an LTR option that is a source entering or stopping is raised or lowered
     by how much of TSG's answer about that source falls within 3 s of the asked time (false: as before this option
-    existed). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO ordering (default
-    :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed)."""
+    existed). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
+    ordering (default :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
                  ltr_calibration: float | None = None, gto_scan: bool = True, gto_min_gap: int | None = None,
