@@ -1,39 +1,38 @@
 """Answering questions with a MusT checkpoint (used by ``must:`` evaluation and by validation during training).
 
-Three ways to answer a multiple-choice question: ``generate`` (greedy text, whose letter the scorer parses), and
-two where the letter follows from what the model says it heard rather than from the letter it writes.
-``scored``: LTR picks the option whose description the model finds most likely (mean log-probability per token, as
-lm-evaluation-harness scores multiple choice), GTO picks the ordering implied by the three times the model
-writes. ``constrained``: answers are held to the form the model was trained to give, ``<description>. Answer:
-<its letter>``: LTR writes the option whose description the model finds most likely by itself (mean log-probability
-per token of ``<description>.``, the letter left out), so the letter is that description's — a search over the
-allowed answers, not greedy decoding, which prefers the prefix most options share ("the …" over "no noticeable
-change"), less ``ltr_calibration`` (default :data:`LTR_CALIBRATION`) times the same option's mean score when the
-question is asked at other moments of the track (:func:`shifted_questions`) — what happens *then* rather than what
-the model finds likely anywhere: it weighs down "no noticeable change", which is right at most moments (for f34's
-GRPO checkpoint, val LTR 53.1 → 57.6 %; weights 0.25 / 0.5 / 0.75 / 1.0 gave 57.1 / 57.6 / 55.1 / 46.4,
-docs/training-log.md), plus (``ltr_grounding``, :func:`grounding_bonus`), for an option that is a source entering or
-stopping, how much of the model's answer to TSG's question about that source falls near the asked time (for the
-default run f42, whole test split LTR 71.2 → 76.2 %, docs/training-log.md); a GTO answer may not time two of its
-changes within a second of each other (:class:`DistinctTimes`: the changes to order are different moments) and its letter is the ordering most probable under the model's own
-distributions over each change's time, each change at least :data:`GTO_MIN_GAP` seconds after the one before (the
-changes a question lists are separate moments; for f38, test GTO 60.7 → 65.2 %, val 76.4 → 77.5 %, where it was
-chosen; docs/training-log.md) (:func:`written_time_probs`, :func:`order_from_time_probs`; for the fresh
-default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
-docs/training-log.md) — each multiplied (``gto_scan``) by the distribution of the seconds at which the model,
-asked LTR's question there, recognises that change (:func:`scanned_time_probs`, :func:`combine_time_probs`; for
-g36d5, the default before tempo signals, whole test split GTO 50.4 → 59.3 %, +8.9 ± 4.3 paired; val 48.3 → 74.2 %,
-where its two constants were chosen; docs/training-log.md) — and, for a listed change that is a source entering or
-stopping, by the model's answer to TSG's question about it (``gto_grounding``, :func:`grounded_time_probs`: "When
-does the tuba first start to play?"; for the default run f42, test GTO 63.7 → 73.5 %, docs/training-log.md) —
-falling back to the ordering its three written times imply (as in ``scored``). A small LM names the right change or the right times
-more often than it binds them to a letter. ``constrained`` also writes each time
-from the model's whole distribution over seconds rather than its single most probable second
-(:class:`TimeChoice`): a TSG time is the one most likely to score under Hit@3s (:func:`hit_window_second`), an MTR
-boundary the distribution's median (:func:`median_second`, the least expected error in seconds); a TAD
-description names each source once (:class:`DistinctSources`; a quarter of l30's descriptions listed one source
-twice, "while the tuba and tuba keep playing"; TAD 46.6 → 47.0 for l30 and 44.0 → 44.7 for f27 on 150 test
-questions, docs/training-log.md).
+Three ways to answer a multiple-choice question: ``generate`` (greedy text, whose letter the scorer parses), and two
+where the letter follows from what the model says it heard rather than from the letter it writes. ``scored``: LTR
+picks the option whose description the model finds most likely (mean log-probability per token, as
+lm-evaluation-harness scores multiple choice), GTO picks the ordering implied by the three times the model writes.
+``constrained``: answers are held to the form the model was trained to give, ``<description>. Answer: <its letter>``:
+LTR writes the option whose description the model finds most likely by itself (mean log-probability per token of
+``<description>.``, the letter left out), so the letter is that description's — a search over the allowed answers, not
+greedy decoding, which prefers the prefix most options share ("the …" over "no noticeable change"), less
+``ltr_calibration`` (default :data:`LTR_CALIBRATION`) times the same option's mean score when the question is asked at
+other moments of the track (:func:`shifted_questions`) — what happens *then* rather than what the model finds likely
+anywhere: it weighs down "no noticeable change", which is right at most moments (for f34's GRPO checkpoint, val LTR
+53.1 → 57.6 %; weights 0.25 / 0.5 / 0.75 / 1.0 gave 57.1 / 57.6 / 55.1 / 46.4, docs/training-log.md), plus
+(``ltr_grounding``, :func:`grounding_bonus`), for an option that is a source entering or stopping, how much of the
+model's answer to TSG's question about that source falls near the asked time (for the default run f42, whole test
+split LTR 71.2 → 76.2 %, docs/training-log.md); a GTO answer may not time two of its changes within a second of each
+other (:class:`DistinctTimes`: the changes to order are different moments) and its letter is the ordering most
+probable under the model's own distributions over each change's time, each change at least :data:`GTO_MIN_GAP` seconds
+after the one before (the changes a question lists are separate moments; for f38, test GTO 60.7 → 65.2 %, val 76.4 →
+77.5 %, where it was chosen; docs/training-log.md) (:func:`written_time_probs`, :func:`order_from_time_probs`; for the
+fresh default run f25, GTO 53.9 → 61.8 % on val and 48.1 → 52.6 % on test against the ordering of its written times,
+docs/training-log.md) — each multiplied (``gto_scan``) by the distribution of the seconds at which the model, asked
+LTR's question there, recognises that change (:func:`scanned_time_probs`, :func:`combine_time_probs`; for g36d5, the
+default before tempo signals, whole test split GTO 50.4 → 59.3 %, +8.9 ± 4.3 paired; val 48.3 → 74.2 %, where its two
+constants were chosen; docs/training-log.md) — and, for a listed change that is a source entering or stopping, by the
+model's answer to TSG's question about it (``gto_grounding``, :func:`grounded_time_probs`: "When does the tuba first
+start to play?"; for the default run f42, test GTO 63.7 → 73.5 %, docs/training-log.md) — falling back to the ordering
+its three written times imply (as in ``scored``). A small LM names the right change or the right times more often than
+it binds them to a letter. ``constrained`` also writes each time from the model's whole distribution over seconds
+rather than its single most probable second (:class:`TimeChoice`): a TSG time is the one most likely to score under
+Hit@3s (:func:`hit_window_second`), an MTR boundary the distribution's median (:func:`median_second`, the least
+expected error in seconds); a TAD description names each source once (:class:`DistinctSources`; a quarter of l30's
+descriptions listed one source twice, "while the tuba and tuba keep playing"; TAD 46.6 → 47.0 for l30 and 44.0 → 44.7
+for f27 on 150 test questions, docs/training-log.md).
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
