@@ -209,6 +209,10 @@ def test_must_adapter_names_and_checks_its_gto_arguments(tiny, tmp_path):
     assert ungrounded.gto_grounding is False and ungrounded.name == f"must:{tmp_path.name}+constrained(gto_grounding=false)"
     with pytest.raises(ValueError, match="gto_grounding must be true or false"):
         load_model(spec, choices="constrained", gto_grounding=1)
+    assert load_model(spec, choices="constrained").tsg_scan is True
+    unscanned = load_model(spec, **parse_model_args("choices=constrained,tsg_scan=false,ltr_grounding=false"))
+    assert unscanned.tsg_scan is False
+    assert unscanned.name == f"must:{tmp_path.name}+constrained(ltr_grounding=false)(tsg_scan=false)"
     assert load_model(spec, choices="constrained").ltr_grounding is True
     plain = load_model(spec, **parse_model_args("choices=constrained,ltr_grounding=false"))
     assert plain.ltr_grounding is False and plain.name == f"must:{tmp_path.name}+constrained(ltr_grounding=false)"
@@ -427,10 +431,73 @@ def test_constrained_writes_tsg_and_mtr_times_by_their_rules(tiny, monkeypatch):
              {"question": "When is the music loudest?", "duration": 6.0, "task": "MTR"}]
     monkeypatch.setattr(inference, "CONSTRAINED_TIME_RULES", {"TSG": lambda probs: 2, "MTR": lambda probs: 4})
     greedy = answer_batch(model, proc, items, [feats, feats], 24)
-    tsg, mtr = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
+    tsg, mtr = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained", tsg_scan=False)
     times = lambda text: re.findall(r"\d+:\d\d", text)
     assert times(greedy[0]) and set(times(tsg)) == {"0:02"}  # the tiny model writes times; each is the rule's
     assert times(greedy[1]) and set(times(mtr)) == {"0:04"}  # (this noise writes no "start - end" pair)
+    # with the scan (the default), the TSG time is chosen from the pointer weighed by the scan of the asked change
+    asked = []
+
+    def scan(model, processor, prompt_of, kind, source, features, seconds):
+        asked.append((kind, source, seconds, prompt_of("Q?")))
+        return np.array([0.0, 0.0, 0.0, 0.0, 0.0, 50.0, 0.0])  # 0:05 stands out by far
+
+    monkeypatch.setattr(inference, "scanned_change_scores", scan)
+    tsg, mtr = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained")
+    assert set(times(tsg)) == {"0:05"} and set(times(mtr)) == {"0:04"}
+    assert [a[:3] for a in asked] == [("enter", "piano", 6)] and "Q?" in asked[0][3]
+    other = [{**items[0], "question": "When is the piano heard first?"}]  # not the benchmark's wording: no scan
+    assert set(times(answer_batch(model, proc, other, [feats], 24, choices="constrained")[0])) == {"0:02"}
+    assert len(asked) == 1
+
+
+def test_tsg_change_reads_the_benchmark_wording():
+    from must.model.inference import tsg_change
+
+    sources = ["tuba", "synth pad", "drums"]
+    assert tsg_change("When does the tuba first start to play?", sources) == ("enter", "tuba")
+    assert tsg_change("At what time does the synth pad play for the last time?", sources) == ("exit", "synth pad")
+    assert tsg_change("When can the drums first be heard? ", sources) == ("enter", "drums")
+    assert tsg_change("When does the piano first start to play?", sources) is None  # not one of the sources
+    assert tsg_change("When is the tuba heard first?", sources) is None
+
+
+def test_scanned_change_scores_ask_ltr_about_the_change_at_every_second(tiny, monkeypatch):
+    model, proc = tiny
+    asked = []
+
+    def fake(model, processor, prompts, features, continuations, closed=True):
+        assert continuations == ["The tuba stops."] and not closed
+        for p in prompts:
+            m = re.search(r"at 0:0(\d)\?\n\nA: The tuba stops\nB: The tuba enters\nC: No noticeable change$", p)
+            asked.append(int(m.group(1)))
+        return np.array([[{0: -3.0, 1: -1.0, 2: -2.0, 3: -2.0}[int(re.search(r"0:0(\d)", p).group(1))]] for p in prompts])
+
+    monkeypatch.setattr(inference, "options_loglik", fake)
+    got = inference.scanned_change_scores(model, proc, lambda q: q, "exit", "tuba", None, seconds=3, batch_seconds=3)
+    assert asked == [0, 1, 2, 3]  # in batches of three seconds, then one
+    assert np.allclose(got, [-1.0, 1.0, 0.0, 0.0])  # scores -3, -1, -2, -2 less their mean, -2
+
+
+def test_scanned_hit_second_weighs_the_pointer_by_the_scan():
+    from must.model.inference import scanned_hit_second
+
+    probs = torch.zeros(30)
+    probs[[5, 20]] = torch.tensor([0.6, 0.4])
+    scan = np.zeros(25)
+    assert scanned_hit_second(probs, scan) == 5  # no evidence from the scan: the pointer's choice
+    scan[20] = 1.0
+    # a = 0.5, λ = 1: weights 0.6^0.5 = 0.775 at 0:05 against 0.4^0.5 · e = 1.719 at 0:20
+    assert scanned_hit_second(probs, scan, pointer_weight=0.5, scan_weight=1.0) == 20
+    # a = 1, λ = 0.3: 0.6 against 0.4 · e^0.3 = 0.540
+    assert scanned_hit_second(probs, scan, pointer_weight=1.0, scan_weight=0.3) == 5
+    # seconds past the scan (25-29) get its lowest score, -1: 0.55 · e^-1 = 0.202 at 0:27 against 0.45 · e^-0.5 =
+    # 0.273 at 0:20 (a score of 0 there would have made 0:27 win, 0.55)
+    low = np.full(25, -1.0)
+    low[20] = -0.5
+    late = torch.zeros(30)
+    late[[20, 27]] = torch.tensor([0.45, 0.55])
+    assert scanned_hit_second(late, low, pointer_weight=1.0, scan_weight=1.0) == 20
 
 
 def test_constrained_gto_takes_the_letter_its_written_times_imply(tiny, monkeypatch):

@@ -29,10 +29,13 @@ start to play?"; for the default run f42, test GTO 63.7 → 73.5 %, docs/trainin
 its three written times imply (as in ``scored``). A small LM names the right change or the right times more often than
 it binds them to a letter. ``constrained`` also writes each time from the model's whole distribution over seconds
 rather than its single most probable second (:class:`TimeChoice`): a TSG time is the one most likely to score under
-Hit@3s (:func:`hit_window_second`), an MTR boundary the distribution's median (:func:`median_second`, the least
-expected error in seconds); a TAD description names each source once (:class:`DistinctSources`; a quarter of l30's
-descriptions listed one source twice, "while the tuba and tuba keep playing"; TAD 46.6 → 47.0 for l30 and 44.0 → 44.7
-for f27 on 150 test questions, docs/training-log.md).
+Hit@3s (:func:`hit_window_second`) — with ``tsg_scan``, under the pointer's distribution weighed by how strongly the
+model, asked LTR's question at every second, recognises the asked change there (:func:`scanned_change_scores`,
+:func:`scanned_hit_second`; for the default run f42, val Hit@3s 72.7 → 77.0 %, docs/training-log.md) — an MTR
+boundary the distribution's median (:func:`median_second`, the least expected error in seconds); a TAD description
+names each source once (:class:`DistinctSources`; a quarter of l30's descriptions listed one source twice, "while the
+tuba and tuba keep playing"; TAD 46.6 → 47.0 for l30 and 44.0 → 44.7 for f27 on 150 test questions,
+docs/training-log.md).
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
@@ -53,11 +56,12 @@ from must.model.processing import MusTProcessor
 from must.timecode import TimeExpression, find_times, format_time, parse_time
 
 __all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
-           "ordering_probability", "written_time_probs", "scanned_time_probs", "grounded_time_probs", "grounding_bonus",
+           "ordering_probability", "written_time_probs", "scan_scores", "scanned_time_probs", "tsg_change",
+           "scanned_change_scores", "scanned_hit_second", "grounded_time_probs", "grounding_bonus",
            "source_change", "combine_time_probs",
            "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources", "source_name_ids", "TimeChoice",
            "hit_window_second", "median_second", "CONSTRAINED_TIME_RULES", "shifted_questions", "CHOICE_MODES", "LTR_CALIBRATION",
-           "LTR_GROUNDING_WEIGHT", "LTR_GROUNDING_PRIOR",
+           "LTR_GROUNDING_WEIGHT", "LTR_GROUNDING_PRIOR", "TSG_POINTER_WEIGHT", "TSG_SCAN_WEIGHT",
            "GTO_SCAN_SHARPNESS", "GTO_POINTER_WEIGHT", "GTO_GROUNDING_WEIGHT", "GTO_MIN_GAP"]
 
 CHOICE_MODES = ("generate", "scored", "constrained")
@@ -68,6 +72,8 @@ LTR_GROUNDING_PRIOR = 0.1  # grounding_bonus: the window probability that neithe
 GTO_SCAN_SHARPNESS = 10.0  # scanned_time_probs: per-token log-probability → logits over seconds (val)
 GTO_POINTER_WEIGHT = 0.25  # weight of the pointer's distribution against the scan's (val)
 GTO_GROUNDING_WEIGHT = 0.25  # weight of TSG's answer for a listed entry or exit (val)
+TSG_POINTER_WEIGHT = 0.5  # scanned_hit_second: power of the pointer's distribution (val)
+TSG_SCAN_WEIGHT = 3.0  # scanned_hit_second: per-token log-probability of the change → log-weight of a second (val)
 GTO_MIN_GAP = 3  # seconds: the changes a GTO question lists are separate moments (val: 2-4 tie)
 _ANSWER_TAG = re.compile(r"answer\s*:", re.IGNORECASE)
 # MusT's tokenizer lower-cases and splits punctuation, so "(X) 0:06" decodes as "( x ) 0:06"
@@ -193,14 +199,14 @@ def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProces
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate", ltr_calibration: float = LTR_CALIBRATION,
                  gto_scan: bool = True, gto_min_gap: int | None = None, gto_grounding: bool = True,
-                 ltr_grounding: bool = True) -> list[str]:
+                 ltr_grounding: bool = True, tsg_scan: bool = True) -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
     features: greedy text, with multiple-choice letters chosen as described in the module doc when ``choices`` is
     ``"scored"`` or ``"constrained"`` (``ltr_calibration``: see there, 0 turns it off; ``gto_scan``: GTO's times
     also from :func:`scanned_time_probs`; ``gto_grounding``: GTO's entries and exits also from
     :func:`grounded_time_probs`; ``ltr_grounding``: LTR options that are a source entering or stopping weighed by
-    :func:`grounding_bonus`; ``gto_min_gap``: seconds between consecutive changes when ordering them, default
-    :data:`GTO_MIN_GAP`)."""
+    :func:`grounding_bonus`; ``tsg_scan``: a TSG time also from :func:`scanned_change_scores`; ``gto_min_gap``: seconds
+    between consecutive changes when ordering them, default :data:`GTO_MIN_GAP`)."""
     if choices not in CHOICE_MODES:
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
@@ -213,6 +219,10 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                                 item.get("instruction", "") if instruction is None else instruction, heard=heard[k])
 
     prompts = [prompt(k) for k in range(len(items))]
+
+    def seconds_of(k: int) -> int:
+        """The last second of item ``k``'s audio the model can name."""
+        return min(model.config.max_seconds, int(items[k]["duration"]))
 
     @functools.cache
     def instruction_of(task: str) -> str:
@@ -230,9 +240,15 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
         tad = {k for k, i in enumerate(items) if i.get("task") == "TAD"}
         if tad:
             processors.append(DistinctSources(tad, source_name_ids(tok, list(model.config.sources)), n))
-        rules = CONSTRAINED_TIME_RULES
-        processors.append(TimeChoice({k: rules[i["task"]] for k, i in enumerate(items) if i.get("task") in rules},
-                                     model.config))
+        timed = CONSTRAINED_TIME_RULES
+        rules = {k: timed[i["task"]] for k, i in enumerate(items) if i.get("task") in timed}
+        for k, item in enumerate(items):
+            change = tsg_change(item["question"], list(model.config.sources)) if item.get("task") == "TSG" else None
+            if tsg_scan and change:
+                scan = scanned_change_scores(model, processor, lambda q: prompt(k, q, instruction_of("LTR")), *change,
+                                             features[k], seconds_of(k))
+                rules[k] = functools.partial(scanned_hit_second, scan=scan)
+        processors.append(TimeChoice(rules, model.config))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,
                          logits_processor=processors,
@@ -253,14 +269,14 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 if ltr_grounding and not scored:
                     scores = scores + grounding_bonus(
                         grounded_time_probs(model, processor, lambda q: prompt(k, q, instruction_of("TSG")), options, feats,
-                                            min(model.config.max_seconds, int(item["duration"]))),
+                                            seconds_of(k)),
                         list(options), item["question"])
                 best = max(zip(scores, options), key=lambda x: x[0])[1]
                 answers[k] = f"{options[best]}. Answer: {best}"
             elif item.get("task") == "GTO" and options:
                 letter = None
                 if choices == "constrained":
-                    seconds = min(model.config.max_seconds, int(item["duration"]))
+                    seconds = seconds_of(k)
                     probs = written_time_probs(model, processor, prompts[k], feats, out[k, n:], seconds)
                     if gto_scan:
                         scan = scanned_time_probs(model, processor, lambda q: prompt(k, q, instruction_of("LTR")),
@@ -363,36 +379,84 @@ def written_time_probs(model, processor: MusTProcessor, prompt: str, features: t
     return {lab: torch.softmax(logits[pos, span], -1).cpu().numpy() for lab, pos in where.items()}
 
 
-@torch.no_grad()
+def scan_scores(model, processor: MusTProcessor, prompt_of: Callable[[str], str], options: list[str],
+                continuations: list[str], features: torch.Tensor, seconds: int, batch_seconds: int = 4) -> np.ndarray:
+    """``(seconds + 1, continuations)``: asked LTR's question "What happens in the music at t?" with ``options`` listed
+    (A, B, …) at every second ``t`` of ``0..seconds``, the mean log-probability per token of each continuation
+    (:func:`options_loglik`), ``batch_seconds`` seconds per forward pass. ``prompt_of``: a question's prompt."""
+    from bench.tasks.ltr import TEMPLATES
+
+    listed = "\n".join(f"{letter}: {text}" for letter, text in zip(LETTERS, options))
+    # "What happens in the music at {t}?": the template that names the music, not "the change", which need not exist
+    template = TEMPLATES[-1] + "\n\n" + listed
+    times = list(range(seconds + 1))
+    return np.concatenate([
+        options_loglik(model, processor, [prompt_of(template.format(t=format_time(t))) for t in times[i : i + batch_seconds]],
+                       features, continuations, closed=False)
+        for i in range(0, len(times), batch_seconds)])
+
+
 def scanned_time_probs(model, processor: MusTProcessor, prompt_of: Callable[[str], str], question: str,
                        features: torch.Tensor, seconds: int, sharpness: float = GTO_SCAN_SHARPNESS,
                        batch_seconds: int = 4) -> dict[str, np.ndarray]:
     """For each change ``(X)``, ``(Y)``, ``(Z)`` a GTO question lists, a distribution over the seconds ``0..seconds``
     from asking, at every second ``t``, the LTR question "What happens in the music at t?" with the three changes and
-    "No noticeable change" as its options: each change's mean log-probability per token (:func:`options_loglik`) as
+    "No noticeable change" as its options (:func:`scan_scores`): each change's mean log-probability per token as
     ``t`` goes, less its mean over the track (what the model finds likely anywhere), times ``sharpness``, softmaxed
     over seconds. Recognising a change at a given moment is what LTR trains, and MusT does it better than it points
     at the moment (for the music getting softer or louder, 87–97 % of LTR answers against 52–66 % of GTO times
     within 3 s; tempo changes 58–64 % against 14–17 %, docs/training-log.md). ``prompt_of``: a question's prompt.
     Empty when the question does not list three changes."""
-    from bench.tasks.ltr import TEMPLATES
     from bench.tasks.phrasing import NO_CHANGE
 
     changes = labelled_changes(question)
     if sorted(changes) != ["X", "Y", "Z"]:
         return {}
     options = [changes["X"], changes["Y"], changes["Z"], NO_CHANGE]
-    listed = "\n".join(f"{letter}: {text}" for letter, text in zip(LETTERS, options))
-    # "What happens in the music at {t}?": the template that names the music, not "the change", which need not exist
-    template = TEMPLATES[-1] + "\n\n" + listed
-    times = list(range(seconds + 1))
-    scores = np.concatenate([
-        options_loglik(model, processor, [prompt_of(template.format(t=format_time(t))) for t in times[i : i + batch_seconds]],
-                       features, [f"{o}." for o in options], closed=False)
-        for i in range(0, len(times), batch_seconds)])[:, :3]
+    scores = scan_scores(model, processor, prompt_of, options, [f"{o}." for o in options], features, seconds,
+                         batch_seconds)[:, :3]
     logits = sharpness * (scores - scores.mean(0))
     probs = np.exp(logits - logits.max(0))
     return {label: probs[:, i] / probs[:, i].sum() for i, label in enumerate("XYZ")}
+
+
+def tsg_change(question: str, sources: list[str]) -> tuple[str, str] | None:
+    """``(kind, source)`` a TSG question asks about, in the benchmark's wording ("When does the tuba first start to
+    play?" → ``("enter", "tuba")``, "… finally stop playing?" → ``("exit", "tuba")``); ``None`` for other
+    wordings."""
+    from bench.tasks.phrasing import source_phrase
+    from bench.tasks.tsg import OFFSET, ONSET
+
+    asked = question.strip()
+    return next(((kind, s) for s in sources for kind, templates in (("enter", ONSET), ("exit", OFFSET))
+                 if asked in {t.format(s=source_phrase(s)) for t in templates}), None)
+
+
+def scanned_change_scores(model, processor: MusTProcessor, prompt_of: Callable[[str], str], kind: str, source: str,
+                          features: torch.Tensor, seconds: int, batch_seconds: int = 16) -> np.ndarray:
+    """Per second ``0..seconds``, how much more than on average over the track the model recognises ``source``
+    entering (``kind`` "enter") or stopping ("exit") there: LTR's question asked at every second with the change,
+    its inverse and "No noticeable change" as options (:func:`scan_scores`), the change's mean log-probability per
+    token less its mean over the seconds."""
+    from bench.tasks.phrasing import NO_CHANGE, event_option
+    from must.annotation import Event
+
+    change, inverse = (event_option(Event(0.0, k, source)) for k in (kind, "exit" if kind == "enter" else "enter"))
+    options = [change[0].upper() + change[1:], inverse[0].upper() + inverse[1:], NO_CHANGE]
+    scores = scan_scores(model, processor, prompt_of, options, [f"{options[0]}."], features, seconds,
+                         batch_seconds)[:, 0]
+    return scores - scores.mean()
+
+
+def scanned_hit_second(probs: torch.Tensor, scan: np.ndarray, pointer_weight: float = TSG_POINTER_WEIGHT,
+                       scan_weight: float = TSG_SCAN_WEIGHT) -> int:
+    """:func:`hit_window_second` of ``probs^pointer_weight · exp(scan_weight · scan)`` renormalised: the pointer's
+    distribution over seconds weighed by :func:`scanned_change_scores` (seconds past the scan's end get its lowest
+    score)."""
+    extra = len(probs) - len(scan)
+    scan = np.concatenate([scan, np.full(extra, scan.min())]) if extra > 0 else scan[: len(probs)]
+    logits = pointer_weight * torch.log(probs.double().clamp(min=1e-12)) + scan_weight * torch.from_numpy(scan).double()
+    return hit_window_second(torch.softmax(logits, 0).to(probs.dtype))
 
 
 def source_change(text: str, sources: list[str]) -> tuple[str, str] | None:

@@ -28,12 +28,14 @@ class MusTAdapter(Model):
     model's answer to TSG's question about that source (false: without, as before this option existed).
     ``ltr_grounding`` (``constrained`` only): an LTR option that is a source entering or stopping is raised or lowered
     by how much of TSG's answer about that source falls within 3 s of the asked time (false: as before this option
-    existed). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
+    existed). ``tsg_scan`` (``constrained`` only): a TSG time also from LTR's question about the asked change, asked
+    at every second (false: from the pointer alone, as before this option existed; about 1.5 s per TSG question on 2
+    CPU cores). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
     ordering (default :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
                  ltr_calibration: float | None = None, gto_scan: bool = True, gto_min_gap: int | None = None,
-                 gto_grounding: bool = True, ltr_grounding: bool = True):
+                 gto_grounding: bool = True, ltr_grounding: bool = True, tsg_scan: bool = True):
         import torch
 
         from bench.evaluate.prompts import load_prompts
@@ -55,21 +57,20 @@ class MusTAdapter(Model):
         self._cache_tracks = cache_tracks
         tail = path.rstrip("/").split("/")
         self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("" if choices == "generate" else f"+{choices}")
-        for key, value in (("gto_scan", gto_scan), ("gto_grounding", gto_grounding), ("ltr_grounding", ltr_grounding)):
+        flags = {"gto_scan": gto_scan, "gto_grounding": gto_grounding, "ltr_grounding": ltr_grounding,
+                 "tsg_scan": tsg_scan}
+        for key, value in flags.items():
             if not isinstance(value, bool):
                 raise ValueError(f"must: {key} must be true or false, got {value!r}")
         self.gto_scan, self.gto_grounding, self.ltr_grounding = gto_scan, gto_grounding, ltr_grounding
+        self.tsg_scan = tsg_scan
         self.gto_min_gap = GTO_MIN_GAP if gto_min_gap is None else gto_min_gap
         if isinstance(self.gto_min_gap, bool) or not isinstance(self.gto_min_gap, int) or self.gto_min_gap < 1:
             raise ValueError(f"must: gto_min_gap must be a whole number of seconds, at least 1, got {gto_min_gap!r}")
         if choices == "constrained" and self.ltr_calibration != LTR_CALIBRATION:
             self.name += f"(ltr_calibration={self.ltr_calibration:g})"
-        if choices == "constrained" and not gto_scan:
-            self.name += "(gto_scan=false)"
-        if choices == "constrained" and not gto_grounding:
-            self.name += "(gto_grounding=false)"
-        if choices == "constrained" and not ltr_grounding:
-            self.name += "(ltr_grounding=false)"
+        if choices == "constrained":
+            self.name += "".join(f"({key}=false)" for key, value in flags.items() if not value)
         if choices == "constrained" and self.gto_min_gap != GTO_MIN_GAP:
             self.name += f"(gto_min_gap={self.gto_min_gap})"
 
@@ -99,6 +100,6 @@ class MusTAdapter(Model):
         if ok:
             for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices,
                                                 self.ltr_calibration, self.gto_scan, self.gto_min_gap,
-                                                self.gto_grounding, self.ltr_grounding)):
+                                                self.gto_grounding, self.ltr_grounding, self.tsg_scan)):
                 out[i] = a
         return out
