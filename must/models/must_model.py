@@ -29,8 +29,8 @@ class MusTAdapter(Model):
     ``ltr_grounding`` (``constrained`` only): an LTR option that is a source entering or stopping is raised or lowered
     by how much of TSG's answer about that source falls within 3 s of the asked time (false: as before this option
     existed). ``tsg_scan`` (``constrained`` only): a TSG time also from LTR's question about the asked change, asked
-    at every second (false: from the pointer alone, as before this option existed; about 1.5 s per TSG question on 2
-    CPU cores). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
+    at every second (false: from the pointer alone, as before this option existed; the scan costs about 1 s per TSG
+    question on 2 CPU cores). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
     ordering (default :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
