@@ -622,6 +622,34 @@ def test_ordering_probability_with_a_minimum_gap_between_the_changes():
     assert order_from_time_probs(probs, options, min_gap=3) == "C"
 
 
+def test_options_loglik_reads_the_shared_audio_prefix_once_with_the_same_scores(tiny):
+    from must.model.inference import options_loglik, shared_audio_prefix
+
+    model, proc = tiny
+    first = MusTProcessor(proc.tokenizer, 120, audio_first=True)
+    feats = model.encode_audio(np.random.default_rng(6).normal(0, 0.1, 16000 * 6).astype(np.float32))
+    questions = [f"What happens in the music at 0:0{t}?\nA: The drums enter\nB: No noticeable change" for t in (1, 4)]
+    conts = ["The drums enter.", "No noticeable change."]
+    tok, eos = proc.tokenizer, model.config.audio_eos_token_id
+    for p in (first, proc):  # audio first (a prefix shared up to <|audio_eos|>), and the question first (none)
+        prompts = [p.prompt(q, 6.0) for q in questions]
+        ids = tok(prompts, add_special_tokens=False)["input_ids"]
+        start = shared_audio_prefix(ids, eos)
+        assert start == (ids[0].index(eos) + 1 if p is first else 0)
+        got = options_loglik(model, p, prompts, feats, conts, closed=False)
+        for i, prompt_ids in enumerate(ids):  # each whole row on its own, as before the prefix was shared
+            for j, c in enumerate(conts):
+                cont = tok(f" {c}", add_special_tokens=False)["input_ids"]
+                row = torch.tensor([prompt_ids + cont])
+                with torch.no_grad():
+                    logp = torch.log_softmax(model(input_ids=row, audio_features=[feats]).logits[0, :-1].float(), -1)
+                want = logp[len(prompt_ids) - 1 :].gather(-1, row[0, len(prompt_ids) :, None])[:, 0].mean()
+                assert abs(got[i, j] - float(want)) < 1e-4
+    assert shared_audio_prefix([[1, 2, 9, 3], [1, 2, 9]], 9) == 0  # a row with nothing after the audio
+    assert shared_audio_prefix([[1, 2, 9, 3], [1, 4, 9, 3]], 9) == 0 and shared_audio_prefix([[1, 9, 3]], None) == 0
+    assert shared_audio_prefix([[1, 2, 9, 3], [1, 2, 9, 5, 6]], 9) == 3
+
+
 def test_options_loglik_scores_each_prompt_as_option_loglik_does(tiny):
     from must.model.inference import option_loglik, options_loglik
 

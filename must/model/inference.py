@@ -51,12 +51,12 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from must.answers import LETTERS, labelled_changes, option_clauses, option_texts
 from must.model.heard import heard_for
-from must.model.modeling import time_token_seconds
+from must.model.modeling import CACHE_ARG, time_token_seconds
 from must.model.processing import MusTProcessor
 from must.timecode import TimeExpression, find_times, format_time, parse_time
 
 __all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
-           "ordering_probability", "written_time_probs", "scan_scores", "scanned_time_probs", "tsg_change",
+           "ordering_probability", "written_time_probs", "shared_audio_prefix", "scan_scores", "scanned_time_probs", "tsg_change",
            "scanned_change_scores", "scanned_hit_second", "grounded_time_probs", "grounding_bonus",
            "source_change", "combine_time_probs",
            "answer_form_processors", "IntervalEndAfterStart", "DistinctTimes", "DistinctSources", "source_name_ids", "TimeChoice",
@@ -325,12 +325,46 @@ def options_loglik(model, processor: MusTProcessor, prompts: list[str], features
     ps = tok(list(prompts), add_special_tokens=False)["input_ids"]
     conts = [tok(processor.answer(c) if closed else f" {c}", add_special_tokens=False)["input_ids"] for c in continuations]
     rows = [(p, c) for p in ps for c in conts]
-    ids, mask, _ = _right_padded([p + c for p, c in rows], tok.pad_token_id)  # each continuation follows its prompt
-    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                   audio_features=[features] * len(rows)).logits.float()
+    start = shared_audio_prefix(ps, model.config.audio_eos_token_id)
+    # each continuation follows its prompt; the audio prefix all rows share is read once, its KV cache reused
+    ids, mask, _ = _right_padded([p[start:] + c for p, c in rows], tok.pad_token_id)
+    logits = _logits_after_prefix(model, ps[0][:start], ids, mask, features).float()
     logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1).to(logits.device))[..., 0]
-    means = [float(logp[i, len(p) - 1 : len(p) - 1 + len(c)].mean()) for i, (p, c) in enumerate(rows)]
+    means = [float(logp[i, len(p) - start - 1 : len(p) - start - 1 + len(c)].mean()) for i, (p, c) in enumerate(rows)]
     return np.array(means).reshape(len(ps), len(conts))
+
+
+def shared_audio_prefix(rows: list[list[int]], audio_eos_id: int | None) -> int:
+    """How many leading tokens every row shares, up to and including the audio span's end (``<|audio_eos|>``), or 0
+    when the rows differ before it (the question precedes the audio) or a row would have nothing after it. Tokens
+    there see only the system turn and the audio, so their keys and values are the same in every row."""
+    first = rows[0] if rows else []
+    if audio_eos_id is None or audio_eos_id not in first:
+        return 0
+    end = first.index(audio_eos_id) + 1
+    return end if all(len(r) > end and r[:end] == first[:end] for r in rows) else 0
+
+
+def _logits_after_prefix(model, prefix: list[int], ids: torch.Tensor, mask: torch.Tensor,
+                         features: torch.Tensor) -> torch.Tensor:
+    """Logits of ``ids`` (right-padded rows, one audio) each following ``prefix``: the prefix is run once and its KV
+    cache, audio and asked seconds are repeated for every row (the logits equal those of whole rows to ~1e-6; a
+    scan's rows are two-thirds audio, read once instead of per row). Without a prefix, the rows are run whole."""
+    rows = ids.shape[0]
+    if not prefix:
+        return model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                     audio_features=[features] * rows).logits
+    head = torch.tensor([prefix], device=model.device)
+    cache = getattr(model(input_ids=head, attention_mask=torch.ones_like(head), audio_features=[features],
+                          use_cache=True), CACHE_ARG)
+    cache.batch_repeat_interleave(rows)
+    inner = model.model
+    inner.audio_cache, inner.asked = inner.audio_cache[:1] * rows, inner.asked[:1] * rows
+    n = len(prefix)
+    full_mask = torch.cat([torch.ones(rows, n, dtype=mask.dtype), mask], 1).to(model.device)
+    positions = (n + torch.arange(ids.shape[1], device=model.device)).expand(rows, -1)
+    return model(input_ids=ids.to(model.device), attention_mask=full_mask, position_ids=positions, use_cache=True,
+                 **{CACHE_ARG: cache}).logits
 
 
 def order_from_times(text: str, options: dict[str, str]) -> str | None:
