@@ -23,14 +23,14 @@ class MusTAdapter(Model):
     times the model writes. ``ltr_calibration`` (``constrained`` only): weight of each LTR option's score at other
     moments of the track, subtracted (0: off, how LTR was scored before this option existed). ``gto_scan``
     (``constrained`` only): GTO's times also from LTR questions asked at every second (false: from the pointer alone,
-    how GTO was answered before this option existed; the scan costs about 4 s per GTO question on 2 CPU cores).
+    how GTO was answered before this option existed; with the scan a GTO answer takes about 1.5 s on 2 CPU cores).
     ``gto_grounding`` (``constrained`` only): a GTO change that is a source entering or stopping also timed by the
     model's answer to TSG's question about that source (false: without, as before this option existed).
     ``ltr_grounding`` (``constrained`` only): an LTR option that is a source entering or stopping is raised or lowered
     by how much of TSG's answer about that source falls within 3 s of the asked time (false: as before this option
     existed). ``tsg_scan`` (``constrained`` only): a TSG time also from LTR's question about the asked change, asked
-    at every second (false: from the pointer alone, as before this option existed; the scan costs about 1 s per TSG
-    question on 2 CPU cores). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
+    at every second (false: from the pointer alone, as before this option existed; a TSG answer takes about 0.5 s
+    with the scan and 0.1 s without, on 2 CPU cores). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
     ordering (default :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
