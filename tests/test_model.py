@@ -645,6 +645,18 @@ def test_options_loglik_reads_the_shared_audio_prefix_once_with_the_same_scores(
                     logp = torch.log_softmax(model(input_ids=row, audio_features=[feats]).logits[0, :-1].float(), -1)
                 want = logp[len(prompt_ids) - 1 :].gather(-1, row[0, len(prompt_ids) :, None])[:, 0].mean()
                 assert abs(got[i, j] - float(want)) < 1e-4
+
+    class Wrapped:  # a model inside another (as peft wraps one): the rows are run whole, prefix included
+        def __init__(self, inner):
+            self.inner, self.config, self.device = inner, inner.config, inner.device
+
+        def __call__(self, **kwargs):
+            assert "past_key_values" not in kwargs and "cache" not in kwargs
+            return self.inner(**kwargs)
+
+    prompts = [first.prompt(q, 6.0) for q in questions]
+    assert np.allclose(options_loglik(Wrapped(model), first, prompts, feats, conts, closed=False),
+                       options_loglik(model, first, prompts, feats, conts, closed=False), atol=1e-4)
     assert shared_audio_prefix([[1, 2, 9, 3], [1, 2, 9]], 9) == 0  # a row with nothing after the audio
     assert shared_audio_prefix([[1, 2, 9, 3], [1, 4, 9, 3]], 9) == 0 and shared_audio_prefix([[1, 9, 3]], None) == 0
     assert shared_audio_prefix([[1, 2, 9, 3], [1, 2, 9, 5, 6]], 9) == 3

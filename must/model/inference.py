@@ -51,7 +51,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from must.answers import LETTERS, labelled_changes, option_clauses, option_texts
 from must.model.heard import heard_for
-from must.model.modeling import CACHE_ARG, time_token_seconds
+from must.model.modeling import CACHE_ARG, MusTForCausalLM, time_token_seconds
 from must.model.processing import MusTProcessor
 from must.timecode import TimeExpression, find_times, format_time, parse_time
 
@@ -349,16 +349,19 @@ def _logits_after_prefix(model, prefix: list[int], ids: torch.Tensor, mask: torc
                          features: torch.Tensor) -> torch.Tensor:
     """Logits of ``ids`` (right-padded rows, one audio) each following ``prefix``: the prefix is run once and its KV
     cache, audio and asked seconds are repeated for every row (the logits equal those of whole rows to ~1e-6; a
-    scan's rows are two-thirds audio, read once instead of per row). Without a prefix, the rows are run whole."""
+    scan's rows are two-thirds audio, read once instead of per row). Without a prefix, or for a model wrapped in
+    another (whose per-row audio state is not at ``model.model``), the rows are run whole."""
     rows = ids.shape[0]
-    if not prefix:
+    if not prefix or not isinstance(model, MusTForCausalLM):
+        ids = torch.cat([torch.tensor([prefix] * rows, dtype=ids.dtype), ids], 1) if prefix else ids
+        mask = torch.cat([torch.ones(rows, len(prefix), dtype=mask.dtype), mask], 1) if prefix else mask
         return model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                     audio_features=[features] * rows).logits
+                     audio_features=[features] * rows).logits[:, len(prefix) :]
     head = torch.tensor([prefix], device=model.device)
     cache = getattr(model(input_ids=head, attention_mask=torch.ones_like(head), audio_features=[features],
                           use_cache=True), CACHE_ARG)
     cache.batch_repeat_interleave(rows)
-    inner = model.model
+    inner = model.model  # the MusTModel whose per-row audio state the pointer reads
     inner.audio_cache, inner.asked = inner.audio_cache[:1] * rows, inner.asked[:1] * rows
     n = len(prefix)
     full_mask = torch.cat([torch.ones(rows, n, dtype=mask.dtype), mask], 1).to(model.device)
