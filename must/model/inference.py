@@ -242,9 +242,9 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
             processors.append(DistinctSources(tad, source_name_ids(tok, list(model.config.sources)), n))
         timed = CONSTRAINED_TIME_RULES
         rules = {k: timed[i["task"]] for k, i in enumerate(items) if i.get("task") in timed}
+        sources = list(model.config.sources)
         for k, item in enumerate(items):
-            change = tsg_change(item["question"], list(model.config.sources)) if item.get("task") == "TSG" else None
-            if tsg_scan and change:
+            if tsg_scan and item.get("task") == "TSG" and (change := tsg_change(item["question"], sources)):
                 scan = scanned_change_scores(model, processor, lambda q: prompt(k, q, instruction_of("LTR")), *change,
                                              features[k], seconds_of(k))
                 rules[k] = functools.partial(scanned_hit_second, scan=scan)
@@ -461,12 +461,16 @@ def tsg_change(question: str, sources: list[str]) -> tuple[str, str] | None:
     """``(kind, source)`` a TSG question asks about, in the benchmark's wording ("When does the tuba first start to
     play?" → ``("enter", "tuba")``, "… finally stop playing?" → ``("exit", "tuba")``); ``None`` for other
     wordings."""
+    asked = question.strip()
+    return next(((kind, s) for s in sources for kind in ("enter", "exit") if asked in _tsg_questions(kind, s)), None)
+
+
+def _tsg_questions(kind: str, source: str) -> list[str]:
+    """TSG's wordings of the question when ``source`` first enters (``kind`` "enter") or last stops ("exit")."""
     from bench.tasks.phrasing import source_phrase
     from bench.tasks.tsg import OFFSET, ONSET
 
-    asked = question.strip()
-    return next(((kind, s) for s in sources for kind, templates in (("enter", ONSET), ("exit", OFFSET))
-                 if asked in {t.format(s=source_phrase(s)) for t in templates}), None)
+    return [t.format(s=source_phrase(source)) for t in (ONSET if kind == "enter" else OFFSET)]
 
 
 def scanned_change_scores(model, processor: MusTProcessor, prompt_of: Callable[[str], str], kind: str, source: str,
@@ -475,11 +479,11 @@ def scanned_change_scores(model, processor: MusTProcessor, prompt_of: Callable[[
     entering (``kind`` "enter") or stopping ("exit") there: LTR's question asked at every second with the change,
     its inverse and "No noticeable change" as options (:func:`scan_scores`), the change's mean log-probability per
     token less its mean over the seconds."""
-    from bench.tasks.phrasing import NO_CHANGE, event_option
+    from bench.tasks.phrasing import NO_CHANGE, moment_option
     from must.annotation import Event
 
-    change, inverse = (event_option(Event(0.0, k, source)) for k in (kind, "exit" if kind == "enter" else "enter"))
-    options = [change[0].upper() + change[1:], inverse[0].upper() + inverse[1:], NO_CHANGE]
+    options = [moment_option([Event(0.0, k, source)]) for k in (kind, "exit" if kind == "enter" else "enter")]
+    options.append(NO_CHANGE)
     scores = scan_scores(model, processor, prompt_of, options, [f"{options[0]}."], features, seconds,
                          batch_seconds)[:, 0]
     return scores - scores.mean()
@@ -516,14 +520,10 @@ def grounded_time_probs(model, processor: MusTProcessor, prompt_of: Callable[[st
     start to play?" / "… finally stop playing?"; a TSG answer is a bare ``M:SS``), its time tokens' logits
     renormalised: where the source first enters (last stops), which TSG trains on many more questions than GTO and
     LTR have. ``prompt_of``: a question's prompt. Changes of the music as a whole get no distribution."""
-    from bench.tasks.phrasing import source_phrase
-    from bench.tasks.tsg import OFFSET, ONSET
-
     asked = {}
     for label, text in changes.items():
         if found := source_change(text, list(model.config.sources)):
-            kind, source = found
-            asked[label] = (ONSET if kind == "enter" else OFFSET)[0].format(s=source_phrase(source))
+            asked[label] = _tsg_questions(*found)[0]
     if not asked:
         return {}
     ids, mask, ends = _right_padded(processor.tokenizer([prompt_of(q) for q in asked.values()],
