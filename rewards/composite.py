@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from must.config import load_config
-from rewards.base import make_reward
+from rewards.base import REWARDS, make_reward
 from rewards.relative import improvement_over_baseline
 
 __all__ = ["RewardSpec", "RewardConfig", "load_reward_config", "build_reward_funcs", "composite_reward", "needs_baseline"]
@@ -47,8 +47,9 @@ def build_reward_funcs(cfg: RewardConfig) -> tuple[list, list[float]]:
 
 
 def needs_baseline(cfg: RewardConfig) -> bool:
-    """Whether any component is relative, so the trainer must supply each row's ``baseline`` completion."""
-    return any(s.relative for s in cfg.rewards)
+    """Whether any component is relative or reads the ``baseline`` column itself, so the trainer must supply each
+    row's baseline completion."""
+    return any(s.relative or getattr(REWARDS.get(s.name), "needs_baseline", False) for s in cfg.rewards)
 
 
 def composite_reward(cfg: RewardConfig):

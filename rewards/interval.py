@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from bench.metrics.intervals import merge_intervals, segment_f1, temporal_iou
 from rewards.base import column, completion_texts, parsed_intervals, register_reward
 
-__all__ = ["interval_iou", "interval_f1", "interval_tiou", "interval_soft_iou", "interval_boundary"]
+__all__ = ["interval_iou", "interval_f1", "interval_tiou", "interval_soft_iou", "interval_boundary", "interval_median_side"]
 
 
 def _prepare(completions, kwargs: dict):
@@ -139,3 +139,48 @@ def interval_boundary(completions, *, tau: float = 5.0, kernel: str = "exp", **k
         return per_pair.sum() / max(len(ref), len(est))
 
     return _score_rows(completions, kwargs, score)
+
+
+def _matched(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one pairs of intervals of ``a`` and ``b`` with the least summed boundary distance."""
+    rows, cols = linear_sum_assignment(np.abs(a[:, None, :] - b[None, :, :]).sum(axis=2))
+    return list(zip(rows.tolist(), cols.tolist()))
+
+
+@register_reward("interval_median_side")
+def interval_median_side(completions, *, tolerance: float = 1.0, **kwargs) -> list[float | None]:
+    """Per boundary, +1 when the sample falls on the reference's side of the ``baseline`` answer's boundary, −1
+    on the other side, 0 on it or when that boundary is within ``tolerance`` seconds of the reference; the mean
+    over the boundaries of the larger of the two interval lists, intervals matched one-to-one (a baseline
+    interval with no sample match counts 0, a sample interval with no baseline match −1 at each end, so extra
+    intervals never pay), −1 for an unparsed sample, ``None`` when the baseline is unparsed.
+
+    With the baseline written at each boundary's median (``stage4.baseline: constrained``) its expected value
+    rises exactly as probability moves across the median toward the reference — the policy gradient that
+    moves the answer ``choices=constrained`` writes, and not one that pays for sharpening the distribution
+    where it already is (what IoU and ``interval_boundary`` mostly reward: docs/training-log.md). Needs the
+    ``baseline`` column (stage 4 fills it).
+    """
+    rows = _prepare(completions, kwargs)
+    base = column(kwargs, "baseline", len(rows))
+    out: list[float | None] = []
+    for r, b in zip(rows, base):
+        median = None if r is None or b is None else parsed_intervals(str(b), r[2])
+        if not median:
+            out.append(None)
+            continue
+        if not r[1]:
+            out.append(-1.0)
+            continue
+        ref, med, est = (np.asarray(x, dtype=float) for x in (r[0], median, r[1]))
+        to_ref, pairs = dict(_matched(med, ref)), _matched(med, est)
+        total = -2.0 * (len(est) - len(pairs))  # an interval the baseline has no match for is wrong at both ends
+        for m, e in pairs:
+            if m in to_ref:
+                side = ref[to_ref[m]] - med[m]
+                total += float(np.sum(np.where(np.abs(side) > tolerance, np.sign(est[e] - med[m]) * np.sign(side), 0.0)))
+        out.append(total / (2 * max(len(med), len(est))))
+    return out
+
+
+interval_median_side.needs_baseline = True  # type: ignore[attr-defined]

@@ -116,6 +116,29 @@ def test_interval_boundary_by_hand():
         call("interval_boundary", ["0:10-0:20"], "MTR", dict(kernel="box"))
 
 
+def test_interval_median_side_by_hand():
+    # reference 0:10-0:20, the baseline (the median answer) 0:14-0:30: both its boundaries are late, so a sample
+    # earlier than them is on the reference's side (+1 each), later is −1, on them 0; garbage −1; no baseline, None
+    base = dict(baseline="0:14-0:30")
+    assert call("interval_median_side", ["0:12-0:25", "0:16-0:35", "0:14-0:30", "0:00-0:20", "soon"], "MTR", **base) == [
+        1.0, -1.0, 0.0, 1.0, -1.0]
+    assert call("interval_median_side", ["0:12-0:25"], "MTR") == [None]
+    assert call("interval_median_side", ["0:12-0:25"], "MTR", baseline="later") == [None]
+    assert call("interval_median_side", ["0:12-0:25"], "TSG", baseline="0:14-0:30") == [None]
+    # a boundary within `tolerance` of the reference gets no push: start 0:11 (1 s off) → only the end counts
+    assert call("interval_median_side", ["0:05-0:25"], "MTR", baseline="0:11-0:30") == [0.5]
+    assert call("interval_median_side", ["0:05-0:25"], "MTR", dict(tolerance=0.5), baseline="0:11-0:30") == [1.0]
+    # two regions, the baseline's listed the other way round: 0:42-0:55 ↔ 0:40-0:50 (both boundaries late),
+    # 0:08-0:20 ↔ 0:10-0:20 (start early, end right); the sample's 0:41-0:52 and 0:12-0:18 earn +1 +1 and +1 0 of 4;
+    # a sample with the first region only, 2 of 4; the right regions plus an extra one, (3 − 2) of 6
+    two = dict(answer="0:10-0:20, 0:40-0:50", answers=["0:10-0:20", "0:40-0:50"], baseline="0:42-0:55, 0:08-0:20")
+    assert call("interval_median_side", ["0:12-0:18, 0:41-0:52", "0:41-0:52", "0:12-0:18, 0:41-0:52, 0:55-0:58"], "MTR",
+                **two) == [0.75, 0.5, pytest.approx(1 / 6)]
+    # one baseline region, a sample listing it twice: the copy is unmatched (−2 of 4)
+    assert call("interval_median_side", ["0:12-0:25, 0:12-0:25"], "MTR", **base) == [0.0]
+    assert needs_baseline(load_reward_config("rewards/median-side.yaml"))
+
+
 def test_choice_and_text_rewards():
     assert call("choice_accuracy", ["C) c", "Answer: B", "c", "(C)", ""], "LTR") == [1.0, 0.0, 1.0, 1.0, 0.0]
     assert call("choice_accuracy", ["2", "There are two.", "three"], "AVQA") == [1.0, 1.0, 0.0]
