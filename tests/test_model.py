@@ -559,12 +559,13 @@ def test_source_change_reads_the_benchmark_wording():
     assert source_change("The tuba enters", sources) is None  # a source the model does not know
 
 
-def test_grounded_time_probs_read_tsg_answers_at_their_first_token(tiny):
+@pytest.mark.parametrize("audio_first", [False, True])  # rows run whole / after the shared audio prefix
+def test_grounded_time_probs_read_tsg_answers_at_their_first_token(tiny, audio_first):
     from bench.tasks.phrasing import NO_CHANGE
     from must.answers import labelled_changes
     from must.model.inference import grounded_time_probs
 
-    model, proc = tiny
+    model, proc = tiny[0], MusTProcessor(tiny[1].tokenizer, 120, audio_first=audio_first)
     feats = model.encode_audio(np.random.default_rng(5).normal(0, 0.1, 16000 * 8).astype(np.float32))
     q = ("Listen to the music. The following changes happen in it:\n(X) The piano stops\n(Y) The tempo slows down\n"
          "(Z) The drums enter\n\nWhich of the following options represents the correct chronological order?\n"

@@ -526,10 +526,10 @@ def grounded_time_probs(model, processor: MusTProcessor, prompt_of: Callable[[st
             asked[label] = _tsg_questions(*found)[0]
     if not asked:
         return {}
-    ids, mask, ends = _right_padded(processor.tokenizer([prompt_of(q) for q in asked.values()],
-                                                        add_special_tokens=False)["input_ids"], processor.tokenizer.pad_token_id)
-    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                   audio_features=[features] * len(asked)).logits
+    rows = processor.tokenizer([prompt_of(q) for q in asked.values()], add_special_tokens=False)["input_ids"]
+    start = shared_audio_prefix(rows, model.config.audio_eos_token_id)
+    ids, mask, ends = _right_padded([r[start:] for r in rows], processor.tokenizer.pad_token_id)
+    logits = _logits_after_prefix(model, rows[0][:start], ids, mask, features)
     lo = model.config.time_token_offset
     return {label: torch.softmax(logits[i, end - 1, lo : lo + seconds + 1].float(), -1).cpu().numpy()
             for i, (label, end) in enumerate(zip(asked, ends))}
