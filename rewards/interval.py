@@ -115,6 +115,12 @@ def interval_soft_iou(completions, *, width: float = 4.0, step: float = 0.25, **
     return _score_rows(completions, kwargs, score)
 
 
+def _matched(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one pairs of intervals of ``a`` and ``b`` with the least summed boundary distance."""
+    rows, cols = linear_sum_assignment(np.abs(a[:, None, :] - b[None, :, :]).sum(axis=2))
+    return list(zip(rows.tolist(), cols.tolist()))
+
+
 @register_reward("interval_boundary")
 def interval_boundary(completions, *, tau: float = 5.0, kernel: str = "exp", **kwargs) -> list[float | None]:
     """Each boundary scored alone over reference/predicted intervals matched one-to-one: ``exp`` exp(−|Δ| / τ),
@@ -132,19 +138,12 @@ def interval_boundary(completions, *, tau: float = 5.0, kernel: str = "exp", **k
 
     def score(ref, est, _) -> float:
         ref, est = np.asarray(ref, dtype=float), np.asarray(est, dtype=float)
-        dist = np.abs(ref[:, None, :] - est[None, :, :])  # (n_ref, n_est, {start, end})
-        rows, cols = linear_sum_assignment(dist.sum(axis=2))
-        d = dist[rows, cols] / tau
+        rows, cols = zip(*_matched(ref, est))
+        d = np.abs(ref[list(rows)] - est[list(cols)]) / tau  # (pairs, {start, end})
         per_pair = (np.exp(-d) if kernel == "exp" else np.clip(1 - d, 0, None)).mean(axis=1)
         return per_pair.sum() / max(len(ref), len(est))
 
     return _score_rows(completions, kwargs, score)
-
-
-def _matched(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
-    """One-to-one pairs of intervals of ``a`` and ``b`` with the least summed boundary distance."""
-    rows, cols = linear_sum_assignment(np.abs(a[:, None, :] - b[None, :, :]).sum(axis=2))
-    return list(zip(rows.tolist(), cols.tolist()))
 
 
 @register_reward("interval_median_side")
