@@ -3,10 +3,14 @@ stage 4 does (temperature, the answer constraints), score them with interval rew
 group as TRL does ((r − mean) / (std + 1e-4), std with Bessel's correction). The mean advantage of samples that start
 at 0:00, or are wider than their group's median, says which way a GRPO step pushes the policy; the greedy answer's
 IoU and width say where the policy already answers. Each reward is also scored relative to the greedy answer
-(``… over greedy``: max(0, r − r_greedy), as ``relative: true`` in a reward config makes stage 4 score it).
+(``… over greedy``: max(0, r − r_greedy), as ``relative: true`` in a reward config makes stage 4 score it). The
+group's medoid under IoU (the sample agreeing most with the others: a minimum-Bayes-risk choice) is scored too,
+and ``--against`` an earlier run's ``grpo_groups.json`` (another checkpoint, the same questions, group and seed)
+pairs the sample, greedy and medoid IoU question by question: what GRPO did to the answers it samples, against
+what it did to an answer decoded from them.
 
 ``python -m benchmarks.grpo_groups CHECKPOINT --bench DIR [--split val] [--limit 100] [--group 8] [--temperature 1]
---out DIR``
+[--against JSON] --out DIR``
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["ADVANTAGES", "group_advantages", "advantage_summary", "run"]
+__all__ = ["ADVANTAGES", "group_advantages", "advantage_summary", "medoid", "paired", "run"]
 
 # the MTR rewards compared: name → (registered reward, parameters)
 REWARD_SPECS = {"iou": ("interval_iou", {}), "tiou": ("interval_tiou", {}),
@@ -48,6 +52,34 @@ def advantage_summary(samples: pd.DataFrame, reward: str) -> dict[str, float]:
             "not wider": mean(~wide)}
 
 
+def medoid(intervals: list[list[tuple[float, float]] | None]) -> int:
+    """Index of the answer whose summed temporal IoU with the others is highest (unparsed answers count 0 and are
+    chosen only when nothing else is): the minimum-Bayes-risk choice under IoU."""
+    from bench.metrics.intervals import temporal_iou
+
+    if not intervals:
+        raise ValueError("medoid of no answers")
+    agree = [sum(temporal_iou(list(a), np.array(b)) for j, b in enumerate(intervals) if j != i and b) if a else -1.0
+             for i, a in enumerate(intervals)]
+    return int(np.argmax(agree))
+
+
+PAIRED = ("sample iou", "greedy iou", "medoid iou")
+
+
+def paired(run: dict[str, Any], before: dict[str, Any]) -> dict[str, str]:
+    """Per figure of :data:`PAIRED`, ``run − before`` in points over the questions both scored: mean ± standard error."""
+    old = {q["id"]: q for q in before["per question"]}
+    both = [(q, old[q["id"]]) for q in run["per question"] if q["id"] in old]
+    if len(both) < 2:
+        raise ValueError(f"only {len(both)} question(s) in common: pair runs made on the same questions")
+    out = {"questions": str(len(both))}
+    for k in PAIRED:
+        d = 100 * np.array([a[k] - b[k] for a, b in both])
+        out[k] = f"{d.mean():+.1f} ± {d.std(ddof=1) / np.sqrt(len(d)):.1f}"
+    return out
+
+
 def _covered(text: str) -> tuple[float, float]:
     from must.answers import parse_interval_answer
 
@@ -64,6 +96,7 @@ def run(checkpoint: str, bench: str, split: str = "val", limit: int = 100, group
     from must.model.inference import answer_form_processors
     from must.models.must_model import MusTAdapter
     from rewards import make_reward
+    from rewards.base import parsed_intervals
 
     adapter = MusTAdapter(checkpoint)
     model, proc = adapter.model, adapter.processor
@@ -71,7 +104,7 @@ def run(checkpoint: str, bench: str, split: str = "val", limit: int = 100, group
     fns = {k: make_reward(name, **params) for k, (name, params) in REWARD_SPECS.items()}
     items = select_items(load_bench(bench, split), ["MTR"], limit, (0, 1))
     torch.manual_seed(seed)
-    rows, greedy = [], []
+    rows, greedy, per_question = [], [], []
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     for item in items.to_dict("records"):
         feats = adapter.features_for(item["audio"])
@@ -97,16 +130,21 @@ def run(checkpoint: str, bench: str, split: str = "val", limit: int = 100, group
                          **{f"adv {k}": a[j] for k, a in advs.items()}})
         start, width = _covered(texts[group])
         greedy.append({"iou": scores["iou"][group], "width": width, "start": start})
+        chosen = medoid([parsed_intervals(t, item["duration"]) for t in texts[:group]])
+        per_question.append({"id": str(item["id"]), "sample iou": round(float(scores["iou"][:group].mean()), 4),
+                             "greedy iou": round(float(scores["iou"][group]), 4),
+                             "medoid iou": round(float(scores["iou"][chosen]), 4)})
     samples, best = pd.DataFrame(rows), pd.DataFrame(greedy)
     ref = [_covered(a) for a in items.answer]
     return {"checkpoint": checkpoint, "split": split, "questions": len(items), "group": group, "temperature": temperature,
             "sample IoU": round(100 * samples.iou.mean(), 1), "greedy IoU": round(100 * best.iou.mean(), 1),
+            "medoid IoU": round(100 * float(np.mean([q["medoid iou"] for q in per_question])), 1),
             "share starting at 0:00": {"samples": round(float((samples.start == 0).mean()), 3),
                                        "greedy": round(float((best.start == 0).mean()), 3),
                                        "references": round(float(np.mean([s == 0 for s, _ in ref])), 3)},
             "mean width (s)": {"samples": round(float(samples.width.mean()), 1), "greedy": round(float(best.width.mean()), 1),
                                "references": round(float(np.mean([w for _, w in ref])), 1)},
-            "mean advantage": {k: advantage_summary(samples, k) for k in ADVANTAGES}}
+            "mean advantage": {k: advantage_summary(samples, k) for k in ADVANTAGES}, "per question": per_question}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,14 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--group", type=int, default=8)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--against", help="an earlier run's grpo_groups.json to pair with, question by question")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     with torch.no_grad():
         result = run(args.checkpoint, args.bench, args.split, args.limit, args.group, args.temperature)
+    if args.against:
+        result["paired with"] = {"run": args.against, **paired(result, json.loads(Path(args.against).read_text()))}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "grpo_groups.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(json.dumps({k: v for k, v in result.items() if k != "per question"}, indent=2, ensure_ascii=False))
     return 0
 
 

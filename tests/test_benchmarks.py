@@ -58,3 +58,25 @@ def test_grpo_group_advantages_and_their_summary_by_hand():
     # starts at 0:00: (1 + 0.5) / 2; wider than the median width 15 s: 30 s and 20 s → (1 − 0.5) / 2
     assert advantage_summary(samples, "iou") == {"start 0:00": 0.75, "other starts": -0.75,
                                                  "wider than group median": 0.25, "not wider": -0.25}
+
+
+def test_grpo_groups_medoid_and_pairing_by_hand():
+    import pytest
+
+    from benchmarks.grpo_groups import medoid, paired
+
+    # IoU with the others: [0,10] 1/2 + 1/4 = 0.75; [0,20] 1/2 + 3/4 = 1.25; [5,20] 1/4 + 3/4 = 1.0; unparsed −1
+    assert medoid([[(0.0, 10.0)], [(0.0, 20.0)], [(5.0, 20.0)], None]) == 1
+    assert medoid([None, None]) == 0  # nothing parsed: the first
+    with pytest.raises(ValueError, match="no answers"):
+        medoid([])
+    before = {"per question": [{"id": "a", "sample iou": 0.4, "greedy iou": 0.5, "medoid iou": 0.5},
+                               {"id": "b", "sample iou": 0.2, "greedy iou": 0.3, "medoid iou": 0.1}]}
+    after = {"per question": [{"id": "b", "sample iou": 0.3, "greedy iou": 0.3, "medoid iou": 0.3},
+                              {"id": "a", "sample iou": 0.6, "greedy iou": 0.5, "medoid iou": 0.3},
+                              {"id": "c", "sample iou": 1.0, "greedy iou": 1.0, "medoid iou": 1.0}]}
+    # differences in points over a and b: sample +20, +10 (mean 15, sd 7.07, se 5.0); greedy 0, 0; medoid −20, +20
+    assert paired(after, before) == {"questions": "2", "sample iou": "+15.0 ± 5.0", "greedy iou": "+0.0 ± 0.0",
+                                     "medoid iou": "+0.0 ± 20.0"}
+    with pytest.raises(ValueError, match="in common"):
+        paired({"per question": [{"id": "c"}]}, before)

@@ -214,6 +214,7 @@ def test_grpo_group_diagnostic_runs_on_a_trained_checkpoint(smoke_run):
     assert out["questions"] == 2 and 0 <= out["sample IoU"] <= 100 and 0 <= out["greedy IoU"] <= 100
     assert set(out["mean advantage"]) == set(ADVANTAGES) and set(REWARD_SPECS) < set(ADVANTAGES)
     assert all(0 <= v <= 1 for v in out["share starting at 0:00"].values())
+    assert 0 <= out["medoid IoU"] <= 100 and len(out["per question"]) == 2
 
 
 def test_grpo_with_rewards_relative_to_the_greedy_answer(smoke_run, tmp_path):
