@@ -161,11 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with torch.no_grad():
         result = run(args.checkpoint, args.bench, args.split, args.limit, args.group, args.temperature)
-    if args.against:
-        result["paired with"] = {"run": args.against, **paired(result, json.loads(Path(args.against).read_text()))}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "grpo_groups.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    (out / "grpo_groups.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))  # kept if pairing fails
+    if args.against:
+        try:
+            result["paired with"] = {"run": args.against, **paired(result, json.loads(Path(args.against).read_text()))}
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"--against {args.against}: cannot pair ({type(e).__name__}: {e}); this run's figures are "
+                             f"in {out / 'grpo_groups.json'}")
+        (out / "grpo_groups.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(json.dumps({k: v for k, v in result.items() if k != "per question"}, indent=2, ensure_ascii=False))
     return 0
 
