@@ -80,3 +80,19 @@ def test_grpo_groups_medoid_and_pairing_by_hand():
                                      "medoid iou": "+0.0 ± 20.0"}
     with pytest.raises(ValueError, match="in common"):
         paired({"per question": [{"id": "c"}]}, before)
+
+
+def test_grpo_groups_keeps_its_figures_when_pairing_fails(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from benchmarks import grpo_groups
+
+    fake = {"per question": [{"id": "a", "sample iou": 0.5, "greedy iou": 0.5, "medoid iou": 0.5}]}
+    monkeypatch.setattr(grpo_groups, "run", lambda *a, **k: dict(fake))
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"sample IoU": 40.0}))  # written before per-question figures existed
+    with pytest.raises(SystemExit, match="cannot pair.*KeyError"):
+        grpo_groups.main(["ckpt", "--bench", "b", "--against", str(old), "--out", str(tmp_path / "out")])
+    assert json.loads((tmp_path / "out" / "grpo_groups.json").read_text()) == fake
