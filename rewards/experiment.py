@@ -4,8 +4,9 @@ For each config: the reward distribution per task; Spearman rank correlation bet
 the benchmark's own per-item metric (TSG Hit@3s, MTR IoU, accuracy, TAD semantic+METEOR); the share of
 groups (several completions of one question) whose rewards are all equal — a dead GRPO signal; and
 reward-hacking probes (whole-track interval, a timestamp every 5 s, every option letter, empty, the
-question copied back), each compared with the reward the reference answer gets. Configs with relative rewards
-(``relative: true``) are scored against a baseline answer per question — e.g. a model's greedy predictions.
+question copied back, the reference padded with hedges), each compared with the reward the reference answer
+gets. Configs with relative rewards (``relative: true``) are scored against a baseline answer per question —
+e.g. a model's greedy predictions.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import pandas as pd
 
 from bench.io import iter_jsonl
 from bench.scoring import TextScorer, score_item
-from must.timecode import format_interval, format_time
+from must.timecode import format_interval, format_intervals, format_time, parse_intervals
 from rewards.composite import RewardConfig, composite_reward, needs_baseline
 
-__all__ = ["load_completions", "item_metric", "probes", "baseline_problem", "run_experiment", "PROBES"]
+__all__ = ["load_completions", "item_metric", "probes", "padded_reference", "baseline_problem", "run_experiment",
+           "PROBES"]
 
-PROBES = ("reference", "whole_track", "many_timestamps", "every_letter", "empty", "copied_question")
+PROBES = ("reference", "whole_track", "many_timestamps", "every_letter", "empty", "copied_question",
+          "padded_reference")
 
 
 def load_completions(paths: list[str | Path]) -> dict[str, list[str]]:
@@ -65,7 +68,23 @@ def probes(item: dict[str, Any]) -> dict[str, str]:
     d = float(item.get("duration") or 180.0)
     return {"reference": str(item["answer"]), "whole_track": format_interval(0, d),
             "many_timestamps": " ".join(format_time(t) for t in np.arange(0, d, 5.0)),
-            "every_letter": "A B C D E F", "empty": "", "copied_question": str(item["question"])}
+            "every_letter": "A B C D E F", "empty": "", "copied_question": str(item["question"]),
+            "padded_reference": padded_reference(item)}
+
+
+def padded_reference(item: dict[str, Any], every: float = 10.0) -> str:
+    """The reference answer followed by hedges: for MTR a 1 s interval every ``every`` seconds outside the reference
+    intervals, for TSG a timestamp every ``every`` seconds, otherwise every option letter. A reward that ignores what
+    comes after the first match pays this as much as the reference."""
+    answer = str(item["answer"])
+    d = float(item.get("duration") or 180.0)
+    if item["task"] == "MTR":
+        ref = parse_intervals(answer)
+        extra = [(t, t + 1.0) for t in np.arange(0.0, d - 1.0, every) if not any(s - 1.0 <= t <= e for s, e in ref)]
+        return format_intervals(ref + extra)
+    if item["task"] == "TSG":
+        return ", ".join([answer, *(format_time(t) for t in np.arange(0.0, d, every))])
+    return f"{answer} A B C D E F"
 
 
 def _columns(items: list[dict[str, Any]], baseline: dict[str, str] | None = None) -> dict[str, list]:

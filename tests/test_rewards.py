@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards import REWARDS, build_reward_funcs, composite_reward, load_reward_config, make_reward, needs_baseline
-from rewards.experiment import run_experiment
+from rewards.experiment import padded_reference, run_experiment
 from must.timecode import format_time
 
 TRL_EXTRAS = dict(prompts=["p"], completion_ids=[[1, 2]], trainer_state=None, log_extra=None, log_metric=None)
@@ -223,6 +223,17 @@ def test_experiment_on_a_built_benchmark(tiny_bench):
     assert d["probes"]["MTR"]["whole_track"] < d["probes"]["MTR"]["reference"]
     assert d["probes"]["LTR"]["every_letter"] < d["probes"]["LTR"]["reference"]
     assert d["probes"]["TSG"]["empty"] == 0.0
+    assert d["probes"]["MTR"]["padded_reference"] < d["probes"]["MTR"]["reference"]
+
+
+def test_padded_reference_hedges_around_the_reference():
+    mtr = {"task": "MTR", "answer": "0:20-0:40", "duration": 60.0}
+    # a 1 s interval at 0, 10, ..., 50 s, except where it would touch the reference (20, 30, 40)
+    padded = padded_reference(mtr)
+    assert padded == "0:20-0:40, 0:00-0:01, 0:10-0:11, 0:50-0:51"
+    assert REWARDS["interval_iou"]([padded], answer=["0:20-0:40"], duration=[60.0])[0] == pytest.approx(20 / 23)
+    assert padded_reference({"task": "TSG", "answer": "0:07", "duration": 25.0}) == "0:07, 0:00, 0:10, 0:20"
+    assert padded_reference({"task": "LTR", "answer": "B"}) == "B A B C D E F"
 
 
 def test_experiment_scores_relative_rewards_against_a_baseline(tiny_bench):
