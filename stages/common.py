@@ -183,9 +183,11 @@ PROJECTOR_OPTIONS = ("source_context", "tempo_signals")
 
 
 def features_tag(model) -> str:
-    """The ``cache/features`` folder for a model's encoder features: their width depends on ``tempo_signals``."""
+    """The ``cache/features`` folder for a model's encoder features: their width depends on ``tempo_signals`` and
+    ``pace_head``."""
     # "tempo2": the third tempo signal became the metrical tempo change, so features cached before are not reused
-    return "stage1-tempo2" if getattr(model.config, "tempo_signals", False) else "stage1"
+    tag = "stage1-tempo2" if getattr(model.config, "tempo_signals", False) else "stage1"
+    return tag + ("-pace" if getattr(model.config, "pace_head", False) else "")
 
 
 def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalLM:
@@ -198,7 +200,7 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
     config = MusTConfig(encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers, encoder_heads=m.encoder_heads,
                         encoder_channels=m.encoder_channels, encoder_window=cfg.stage1.crop_seconds,
                         max_seconds=m.max_seconds, sources=SOURCES, text_config=text, source_context=m.source_context,
-                        tempo_signals=m.tempo_signals,
+                        tempo_signals=m.tempo_signals, pace_head=m.pace_head,
                         **processor.config_ids(), **moment_ids(cfg, processor, SOURCES))
     torch.manual_seed(cfg.seed)
     return MusTForCausalLM(config)

@@ -31,6 +31,9 @@ class ModelConfig:
     source_context: bool = False
     # the features carry measured tempo signals (must.model.tempo): widens features and projector, set by stage 2
     tempo_signals: bool = False
+    # the encoder learns a pace head (onsets per second x tempo, must.model.pace) and the intensity signal reads it
+    # instead of flux: an encoder head, so stage 1, which builds the model, sets it
+    pace_head: bool = False
     # source moments (MusTConfig.source_token_ids): in a turn that names a time, a source's name carries what that
     # source does then, and its logit points at it; a prompt-side choice with zero-initialised weights, so any stage
     # may switch it on

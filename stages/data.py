@@ -24,6 +24,7 @@ from bench.synth.instruments import PALETTE, display
 from bench.tasks.phrasing import NO_CHANGE, describe_moment, event_option, join_clauses, moment_option
 from must.annotation import Event, TrackAnnotation
 from must.answers import LETTERS, option_texts
+from must.model.pace import REFERENCE_BPM, pace, pace_target
 from must.timecode import format_time
 
 __all__ = ["SOURCES", "CAPTION_QUESTION", "EVENT_QUESTION", "TrainData", "RepeatedTracks", "frame_targets", "caption",
@@ -38,9 +39,11 @@ EVENT_QUESTION = "When does the music change?"
 TEMPO_SCALE = 200.0  # BPM that maps to a tempo target of 1
 
 
-def frame_targets(ann: TrackAnnotation, n_frames: int, frame_rate: int, sources: list[str], sigma: float) -> dict[str, np.ndarray]:
-    """Frame-level targets: soft transition bumps, source activity, Amuse rhythm-change and segment sources, and
-    the local tempo / ``TEMPO_SCALE`` (−1 where the annotation has none)."""
+def frame_targets(ann: TrackAnnotation, n_frames: int, frame_rate: int, sources: list[str], sigma: float,
+                  with_pace: bool = False) -> dict[str, np.ndarray]:
+    """Frame-level targets: soft transition bumps, source activity, Amuse rhythm-change and segment sources, the
+    local tempo / ``TEMPO_SCALE`` (−1 where the annotation has none) and (``with_pace``) the pace head's target
+    (:func:`must.model.pace.pace_target`; −1 for a track without annotated onsets)."""
     t = np.arange(n_frames) / frame_rate
     transition = np.zeros(n_frames, np.float32)
     for e in ann.transitions:
@@ -63,7 +66,15 @@ def frame_targets(ann: TrackAnnotation, n_frames: int, frame_rate: int, sources:
     tempo = np.full(n_frames, -1.0, np.float32)
     for start, bpm in ann.tempo:
         tempo[t >= start] = min(bpm / TEMPO_SCALE, 1.0)
-    return {"transition": transition, "activity": activity, "rhythm": rhythm, "amuse": amuse, "tempo": tempo}
+    out = {"transition": transition, "activity": activity, "rhythm": rhythm, "amuse": amuse, "tempo": tempo}
+    if with_pace:
+        onsets = [np.asarray(v, float) for v in ann.onsets.values() if len(v)]
+        bpm = np.full(n_frames, REFERENCE_BPM)  # as ann.tempo_at, vectorised: the last tempo started by then
+        for start, value in ann.tempo:
+            bpm[t >= start] = value
+        out["pace"] = (pace_target(pace(np.concatenate(onsets), t, bpm)).astype(np.float32) if onsets
+                       else np.full(n_frames, -1.0, np.float32))
+    return out
 
 
 def source_prevalence(annotations: list[TrackAnnotation], sources: list[str]) -> np.ndarray:

@@ -42,7 +42,7 @@ class EncoderObjective(nn.Module):
         self.register_buffer("pw_act", torch.as_tensor(activity_pos_weight, dtype=torch.float32), persistent=False)
         self.register_buffer("pw_tr", torch.tensor(transition_pos_weight), persistent=False)
 
-    def forward(self, mel, offset, transition, activity, rhythm, amuse, tempo, mask):
+    def forward(self, mel, offset, transition, activity, rhythm, amuse, tempo, mask, pace=None):
         _, logits = self.encoder(mel, offset)
         t = min(logits.shape[1], transition.shape[1])
         logits, m = logits[:, :t], mask[:, :t]
@@ -59,7 +59,11 @@ class EncoderObjective(nn.Module):
         tempo = tempo[:, :t]
         l_aux = (masked(logits[..., 1], rhythm[:, :t]) + masked(logits[..., 2 + n : 2 + 2 * n], amuse[:, :t])
                  + masked(logits[..., 2 + 2 * n], tempo, where=m * (tempo >= 0)))
-        return {"loss": l_tr + l_act + self.aux * l_aux}
+        loss = l_tr + l_act + self.aux * l_aux
+        if pace is not None:  # the pace head (MusTConfig.pace_head), last; a main target: MTR's intensity reads it
+            pace = pace[:, :t]
+            loss = loss + masked(logits[..., 3 + 2 * n], pace, where=m * (pace >= 0))
+        return {"loss": loss}
 
 
 def activity_pos_weights(setting: float | str, prevalence: np.ndarray, max_weight: float = 10.0) -> float | list[float]:
@@ -81,7 +85,7 @@ class EncoderCrops(RepeatedTracks):
         super().__init__(data, repeats, seed)
         self.crop, self.sigma = crop_seconds, sigma
         cfg = encoder.config
-        self.log_mel, self.fr = encoder.log_mel, cfg.frame_rate
+        self.log_mel, self.fr, self.with_pace = encoder.log_mel, cfg.frame_rate, cfg.pace_head
         self.mel_rate = cfg.sample_rate / cfg.mel_hop
         self.mel_frames = int(crop_seconds * self.mel_rate) + 1  # what log_mel gives for a crop_seconds wave
         self.tag = f"{cfg.n_mels}x{cfg.mel_hop}at{cfg.sample_rate}"
@@ -98,7 +102,7 @@ class EncoderCrops(RepeatedTracks):
         seg = np.asarray(mel[a : a + self.mel_frames], dtype=np.float32)
         seg = np.pad(seg, ((0, self.mel_frames - len(seg)), (0, 0)), constant_values=LOG_MEL_FLOOR)
         n = int(self.crop * self.fr)
-        full = frame_targets(ann, int(np.ceil(total * self.fr)) + n, self.fr, SOURCES, self.sigma)
+        full = frame_targets(ann, int(np.ceil(total * self.fr)) + n, self.fr, SOURCES, self.sigma, self.with_pace)
         a = int(start * self.fr)
         out = {k: torch.tensor(v[a : a + n]) for k, v in full.items()}
         valid = np.zeros(n, np.float32)
@@ -108,17 +112,22 @@ class EncoderCrops(RepeatedTracks):
 
 def frame_f1(model, data: TrainData, n_tracks: int = 20) -> dict[str, float]:
     """Validation on val tracks: source-activity frame F1 (micro over all frames and sources, and the macro mean
-    over the sources that play), recall per source, and transition F1 (peaks within ±1 s, mir_eval)."""
+    over the sources that play), recall per source, transition F1 (peaks within ±1 s, mir_eval) and (pace head)
+    the correlation of the pace head with its target over the frames."""
     enc = model.model.encoder
     tracks = data.tracks("val").head(n_tracks).to_dict("records")
     tp, fp, fn = (np.zeros(len(SOURCES)) for _ in range(3))
-    f_tr = []
+    f_tr, pace_pred, pace_true = [], [], []
     with torch.no_grad():
         for r in tracks:
             feats = model.encode_audio(data.wave(r["track_id"], r["audio"]))
             probs = feats[:, enc.config.encoder_dim :].numpy()
             ann = data.annotation(r["track_id"])
-            tgt = frame_targets(ann, len(probs), enc.config.frame_rate, SOURCES, 0.3)
+            tgt = frame_targets(ann, len(probs), enc.config.frame_rate, SOURCES, 0.3, enc.config.pace_head)
+            if enc.config.pace_head:
+                known = tgt["pace"] >= 0
+                pace_pred.append(probs[known, enc.config.pace_index])
+                pace_true.append(tgt["pace"][known])
             act = probs[:, 2 : 2 + len(SOURCES)] > 0.5
             truth = tgt["activity"] > 0.5
             tp += (act & truth).sum(0)
@@ -135,7 +144,9 @@ def frame_f1(model, data: TrainData, n_tracks: int = 20) -> dict[str, float]:
     recall = {f"val_recall/{s}": round(float(tp[i] / (tp[i] + fn[i])), 3) for i, s in enumerate(SOURCES) if heard[i]}
     return {"val_activity_f1": float(2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)),
             "val_activity_macro_f1": float(per_f1[heard].mean()) if heard.any() else 0.0,
-            "val_transition_f1": float(np.mean(f_tr)) if f_tr else 0.0, **recall}
+            "val_transition_f1": float(np.mean(f_tr)) if f_tr else 0.0, **recall,
+            **({"val_pace_r": float(np.corrcoef(np.concatenate(pace_pred), np.concatenate(pace_true))[0, 1])}
+               if pace_true else {})}
 
 
 class EncoderStageRecipe:

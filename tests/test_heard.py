@@ -57,6 +57,20 @@ def test_heard_regions_put_high_intensity_after_the_step_and_low_before():
     assert heard_regions(_features(cfg), cfg) == {"highest": [(22.0, 29.9)], "lowest": [(0.0, 18.5)]}
 
 
+def test_heard_regions_read_the_pace_head_when_the_encoder_has_one():
+    from must.model.pace import pace_target
+
+    cfg = _config(pace_head=True)
+    f = _features(cfg)
+    f[:, -2] = -2.0  # constant loudness and flux: only the pace head varies
+    f[:, cfg.encoder_dim + cfg.pace_index] = float(pace_target(np.array(1.0)))
+    f[100:160, cfg.encoder_dim + cfg.pace_index] = float(pace_target(np.array(8.0)))  # 10-16 s
+    # 0.5 s hops 20-31 have pace 8, the rest 1; the 4 s mean over hops i-4 … i+3 with m busy hops is 1 + 7m/8,
+    # within 15 % of the range below the top (6.95) for m ≥ 7: hops 23-29, 11.5-15.0 s (3.5 s, the only run, kept);
+    # the bottom (m = 0) is hops 0-16 and 36-59, clipped to the active 0.0-29.9 s
+    assert heard_regions(f, cfg) == {"highest": [(11.5, 15.0)], "lowest": [(0.0, 8.5), (18.0, 29.9)]}
+
+
 def test_heard_text_phrases_events_as_options_and_regions_as_intervals():
     cfg = _config()
     parts = heard_text(_features(cfg), cfg).split(" ; ")

@@ -276,6 +276,32 @@ def test_track_signals_are_relative_to_the_track():
     assert torch.allclose(sig[:, 5], torch.tensor([1.0, 1 / 3, 2 / 3, 0.0]))
 
 
+def test_track_signals_read_intensity_from_the_pace_head_when_given():
+    from must.model.pace import pace_target
+
+    loud = torch.tensor([-1.0, -3.0, -2.0, -4.0])
+    flux = torch.tensor([0.2, 0.1, 0.4, 0.0])
+    pace = torch.tensor(pace_target(np.array([3.0, 1.0, 0.0, 1.0])), dtype=torch.float32)
+    sig = track_signals(torch.stack([loud, flux], -1), smooth=1, pace=pace)
+    # amplitude relative to the loudest second × pace / max pace; flux keeps its own column
+    inten = torch.tensor([1.0, 0.1, 10 ** -0.5, 10 ** -1.5]) * torch.tensor([1.0, 1 / 3, 0.0, 1 / 3])
+    assert torch.allclose(sig[:, 4], inten / inten.max(), atol=1e-6)
+    assert torch.allclose(sig[:, 3], torch.tensor([0.5, 0.25, 1.0, 0.0]))
+
+
+def test_pace_head_is_the_last_head_and_the_model_runs_with_it(tiny):
+    model, proc = tiny
+    cfg = MusTConfig(**{**model.config.to_dict(), "pace_head": True})
+    assert (cfg.n_heads_out, cfg.pace_index, model.config.pace_index) == (8, 7, None)  # 3 + 2 × 2 sources, + pace
+    torch.manual_seed(0)
+    paced = MusTForCausalLM(cfg).eval()
+    assert paced.encoder.heads.out_features == 8 and paced.encode_audio(np.zeros(16000 * 3)).shape == (30, cfg.feature_dim)
+    feats = torch.rand(40, cfg.feature_dim)
+    assert paced.model.pool(feats).shape[1] == model.model.pool(torch.rand(40, model.config.feature_dim)).shape[1] + 2
+    enc = proc.tokenizer([proc.prompt("When does the piano first start to play?", 4.0)], return_tensors="pt")
+    assert torch.isfinite(paced(**enc, audio_features=[feats]).logits).all()
+
+
 def test_order_from_times_picks_the_ordering_the_written_times_imply():
     from must.model.inference import order_from_times
 

@@ -70,6 +70,46 @@ def test_frame_targets_tempo_follows_changes_and_is_unknown_before_the_first():
     assert (tempo[:20] == -1).all() and np.allclose(tempo[20:50], 0.5) and np.allclose(tempo[50:], 0.75)
 
 
+def test_frame_targets_pace_is_onsets_per_second_times_tempo_on_a_log_scale():
+    a = ann()
+    a.onsets = {"piano": [i * 0.5 for i in range(20)], "drums": [4.0, 5.0, 6.0, 7.0]}
+    t = frame_targets(a, 100, 10, ["piano", "drums"], sigma=0.3, with_pace=True)
+    # at 2.0 s the window [1.0, 3.0) holds piano onsets 1.0, 1.5, 2.0, 2.5: 2 per second, × 100 / 120 BPM
+    assert abs(t["pace"][20] - np.log1p(2 * 100 / 120) / np.log1p(40)) < 1e-6
+    # at 5.0 s: piano 4.0 … 5.5 (4) and drums 4.0, 5.0 (2): 3 per second
+    assert abs(t["pace"][50] - np.log1p(3 * 100 / 120) / np.log1p(40)) < 1e-6
+    assert "pace" not in frame_targets(a, 100, 10, ["piano"], sigma=0.3)
+    a.onsets = {}  # a track without annotated onsets: the pace is unknown, not zero
+    assert (frame_targets(a, 100, 10, ["piano"], sigma=0.3, with_pace=True)["pace"] == -1).all()
+
+
+def test_pace_target_and_rate_invert_each_other_and_clip():
+    import torch
+
+    from must.model.pace import pace_rate, pace_target
+
+    x = np.array([0.0, 1.0, 3.2, 24.0, 40.0])
+    assert np.allclose(pace_rate(pace_target(x)), x)
+    assert pace_target(np.array([100.0, -1.0])).tolist() == [1.0, 0.0]
+    assert torch.allclose(pace_rate(torch.tensor(pace_target(x), dtype=torch.float64)), torch.tensor(x, dtype=torch.float64))
+
+
+def test_pace_loss_is_added_over_frames_whose_pace_is_known():
+    import torch
+
+    class ZeroEncoder(torch.nn.Module):  # every head logit is 0 (p = 0.5): BCE is log 2 whatever the soft target
+        def forward(self, mel, offset):
+            return None, torch.zeros(mel.shape[0], 3, 8)  # transition, rhythm, 2 activity, 2 Amuse, tempo, pace
+
+    batch = dict(mel=torch.zeros(1, 3), offset=torch.zeros(1), transition=torch.zeros(1, 3),
+                 activity=torch.zeros(1, 3, 2), rhythm=torch.zeros(1, 3), amuse=torch.zeros(1, 3, 2),
+                 tempo=-torch.ones(1, 3), mask=torch.ones(1, 3))
+    objective = EncoderObjective(ZeroEncoder(), 2, 0.0, 1.0)
+    plain = objective(**batch)["loss"]
+    with_pace = objective(**batch, pace=torch.tensor([[0.3, -1.0, 0.9]]))["loss"]
+    assert abs(float(with_pace - plain) - np.log(2)) < 1e-6
+
+
 def test_caption_mentions_spans_transitions_and_regions():
     c = caption(ann())
     assert c.startswith("[0:00-0:04] piano, 100 bpm. [0:04] the drums enter.")

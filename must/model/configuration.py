@@ -29,6 +29,9 @@ class MusTConfig(PretrainedConfig):
     ``tempo_signals``: the features also carry measured tempo signals (:mod:`must.model.tempo`: tempogram novelty,
     onset rate, metrical tempo change), pooled into per-second tempo-change features; it widens the features and the
     projector, so it too is fixed from stage 2 on.
+    ``pace_head``: the encoder has one more frame head, the *pace* (onsets per second × tempo, :mod:`must.model.pace`),
+    last among the heads, and the intensity it reads is loudness × that pace rather than loudness × flux; it is an
+    encoder head, so it is fixed from stage 1 on.
     ``source_token_ids`` (one word token per source, -1 where the tokenizer has none) and ``turn_token_ids``
     (``<|im_start|>``, ``<|im_end|>``) switch on *source moments* (:func:`~must.model.modeling.asked_seconds`):
     a source's name, in a turn that names a time, carries what that source does at that time, and its logit points
@@ -53,7 +56,7 @@ class MusTConfig(PretrainedConfig):
                  heard_events: bool = False, audio_first: bool = False, source_context: bool = False,
                  tempo_signals: bool = False, source_token_ids: list[int] | None = None,
                  turn_token_ids: list[int] | None = None, music_token_ids: list[int] | None = None,
-                 music_word_ids: list[int] | None = None, **kwargs):
+                 music_word_ids: list[int] | None = None, pace_head: bool = False, **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
         self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
@@ -71,6 +74,7 @@ class MusTConfig(PretrainedConfig):
         self.audio_first = audio_first
         self.source_context = source_context
         self.tempo_signals = tempo_signals
+        self.pace_head = pace_head
         self.source_token_ids = list(source_token_ids or [])
         self.turn_token_ids = list(turn_token_ids or [])
         self.music_token_ids = list(music_token_ids or [])
@@ -80,8 +84,14 @@ class MusTConfig(PretrainedConfig):
 
     @property
     def n_heads_out(self) -> int:
-        """Frame-level head outputs: transition, rhythm change, activity + Amuse sources per source, local tempo."""
-        return 3 + 2 * len(self.sources)
+        """Frame-level head outputs: transition, rhythm change, activity + Amuse sources per source, local tempo,
+        then (``pace_head``) pace."""
+        return 3 + 2 * len(self.sources) + int(self.pace_head)
+
+    @property
+    def pace_index(self) -> int | None:
+        """Column of the pace head among the head outputs (the last), or ``None`` without one."""
+        return 3 + 2 * len(self.sources) if self.pace_head else None
 
     @property
     def n_signals(self) -> int:

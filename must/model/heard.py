@@ -2,7 +2,7 @@
 
 The encoder's heads are decoded with the benchmark's own annotation procedures — activity runs → first entry and
 last exit per source, measured loudness → dynamic changes (:func:`bench.annotate.transitions.dynamic_change_events`),
-loudness × flux → highest and lowest intensity regions (:func:`bench.annotate.intensity.intensity_regions`) — and
+loudness × flux (or × the pace head) → highest and lowest intensity regions (:func:`bench.annotate.intensity.intensity_regions`) — and
 phrased as the benchmark phrases its options (``0:25 the drums enter ; 0:41 the music gets softer ; highest
 intensity 0:30-0:55``). Nothing here sees an annotation: it is a function of the audio features alone, the same in
 training and at test. Tempo changes are left out: the local-tempo head of the default encoder is nearly flat
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from must.annotation import Event
+from must.model.pace import pace_rate
 
 __all__ = ["HeardConfig", "heard_events", "heard_regions", "heard_text", "heard_for", "activity_runs"]
 
@@ -62,7 +63,10 @@ def _split(features: torch.Tensor, config) -> dict[str, np.ndarray]:
     enc, n = config.encoder_dim, len(config.sources)
     h = config.n_heads_out
     heads = f[:, enc : enc + h]
-    return {"activity": heads[:, 2 : 2 + n], "loudness": f[:, enc + h], "flux": f[:, enc + h + 1]}
+    out = {"activity": heads[:, 2 : 2 + n], "loudness": f[:, enc + h], "flux": f[:, enc + h + 1]}
+    if getattr(config, "pace_head", False):
+        out["pace"] = pace_rate(heads[:, config.pace_index])
+    return out
 
 
 def heard_events(features: torch.Tensor, config, cfg: HeardConfig | None = None) -> list[Event]:
@@ -90,15 +94,15 @@ def heard_events(features: torch.Tensor, config, cfg: HeardConfig | None = None)
 
 
 def heard_regions(features: torch.Tensor, config, cfg: HeardConfig | None = None) -> dict[str, list[tuple[float, float]]]:
-    """Highest and lowest intensity regions from measured loudness × flux (the annotation's onset density × tempo
-    factor is not in the features), found as the MTR annotation finds them."""
+    """Highest and lowest intensity regions from measured loudness × the pace head (``pace_head``; else × flux),
+    found as the MTR annotation finds them."""
     from bench.annotate.intensity import intensity_curve, intensity_regions
 
     cfg = cfg or HeardConfig()
     s = _split(features, config)
     fr = config.frame_rate
     amp = np.sqrt(_per_hop(np.power(10.0, s["loudness"]), fr, cfg.hop))
-    curve = intensity_curve(amp, _per_hop(s["flux"], fr, cfg.hop), np.ones(len(amp)), cfg.hop)
+    curve = intensity_curve(amp, _per_hop(s.get("pace", s["flux"]), fr, cfg.hop), np.ones(len(amp)), cfg.hop)
     times = np.arange(len(curve)) * cfg.hop + cfg.hop / 2
     active = np.flatnonzero(s["activity"].max(1) >= cfg.activity) / fr
     span = (float(active[0]), float(active[-1])) if len(active) else (0.0, len(features) / fr)

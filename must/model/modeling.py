@@ -34,6 +34,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, Llam
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from must.model.configuration import SIGNALS, MusTConfig
+from must.model.pace import pace_rate
 from must.model.processing import MUSIC_READ_WORDS
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
@@ -44,7 +45,7 @@ TRACK_SIGNALS = 6  # see track_signals
 PER_SOURCE = 6  # see per_source
 SOURCE_POINTER_DIM = 16  # width of the source pointer's query and keys
 MOMENT_DIM = 32  # width of a source moment (what one source does around one second)
-MUSIC_HEADS = (0, 1, -1)  # the frame heads that are about the whole music: transition, rhythm change, local tempo
+MUSIC_HEADS = (0, 1, -1)  # the whole-music frame heads (of those before the pace head): transition, rhythm change, local tempo
 MEL_POWER_FLOOR = 1e-10
 LOG_MEL_FLOOR = (math.log10(MEL_POWER_FLOOR) + 4.0) / 4.0  # MusicEncoder.log_mel of silence
 # the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes
@@ -85,13 +86,15 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
 
 
-def track_signals(sig: torch.Tensor, smooth: int = 4) -> torch.Tensor:
+def track_signals(sig: torch.Tensor, smooth: int = 4, pace: torch.Tensor | None = None) -> torch.Tensor:
     """``(S, 2)`` per-second loudness (log10 power) and flux → ``(S, TRACK_SIGNALS)`` track-relative features:
-    loudness below the track maximum, its rank, its change, flux and an intensity proxy (amplitude × flux,
-    ``smooth``-second mean, the way the MTR annotation is built) scaled and ranked over the track."""
+    loudness below the track maximum, its rank, its change, flux and an intensity proxy (amplitude × flux, or ×
+    ``pace`` — the pace head's per-second probability, :mod:`must.model.pace` — when given; ``smooth``-second mean,
+    the way the MTR annotation is built) scaled and ranked over the track."""
     loud, flux = sig[:, 0], sig[:, 1]
     amp = torch.pow(10.0, (loud - loud.max()) / 2)
-    inten = amp * (flux / flux.max().clamp(min=1e-8))
+    busy = flux if pace is None else pace_rate(pace.float()).to(flux)
+    inten = amp * (busy / busy.max().clamp(min=1e-8))
     k = min(smooth, len(inten))
     inten = torch.nn.functional.avg_pool1d(inten.view(1, 1, -1), k, 1, padding=k // 2, count_include_pad=False).view(-1)[: len(loud)]
     return torch.stack([(loud - loud.max()) / 2, _rank(loud), contrast(loud.unsqueeze(-1))[:, 0] / 2, _unit(flux),
@@ -311,8 +314,9 @@ class MusTModel(MusTPreTrainedModel):
         context = [source_context(probs[:, 2 : 2 + n])] if cfg.source_context else []  # the activity heads
         signals = f[..., enc + h :].mean(1)
         tempo = [tempo_track_signals(signals[:, SIGNALS:])] if cfg.tempo_signals else []
+        pace = probs[:, cfg.pace_index] if cfg.pace_head else None
         return torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs), *context,
-                          track_signals(signals[:, :SIGNALS]), *tempo], dim=-1).to(features.dtype)
+                          track_signals(signals[:, :SIGNALS], pace=pace), *tempo], dim=-1).to(features.dtype)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """``(T, feature_dim)`` frame features → ``(seconds, hidden)`` embeddings added to the time tokens."""
@@ -344,7 +348,9 @@ class MusTModel(MusTPreTrainedModel):
         d2, h = 2 * cfg.encoder_dim, cfg.n_heads_out
         columns = per_source(pooled[:, d2 : d2 + h], len(cfg.sources))
         moments = self.source_moment(neighbour_seconds(columns))
-        music = self.music_moment(neighbour_seconds(music_columns(pooled[:, d2 : d2 + h], pooled[:, -self.n_track_signals :])))
+        # the pace head, last, is read through the intensity signal, not as a music head
+        heads = pooled[:, d2 : d2 + h - int(cfg.pace_head)]
+        music = self.music_moment(neighbour_seconds(music_columns(heads, pooled[:, -self.n_track_signals :])))
         return self.projector(pooled), keys, self.source_key(columns), moments, music
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
