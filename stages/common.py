@@ -179,7 +179,7 @@ def resume_point(sdir: Path) -> str | None:
 
 
 # options that change the projector's input width: fixed by stage 2, which first trains the projector
-PROJECTOR_OPTIONS = ("source_context", "tempo_signals")
+PROJECTOR_OPTIONS = ("source_context", "tempo_signals", "region_signals")
 
 
 def features_tag(model) -> str:
@@ -200,7 +200,7 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
     config = MusTConfig(encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers, encoder_heads=m.encoder_heads,
                         encoder_channels=m.encoder_channels, encoder_window=cfg.stage1.crop_seconds,
                         max_seconds=m.max_seconds, sources=SOURCES, text_config=text, source_context=m.source_context,
-                        tempo_signals=m.tempo_signals, pace_head=m.pace_head,
+                        tempo_signals=m.tempo_signals, pace_head=m.pace_head, region_signals=m.region_signals,
                         **processor.config_ids(), **moment_ids(cfg, processor, SOURCES))
     torch.manual_seed(cfg.seed)
     return MusTForCausalLM(config)

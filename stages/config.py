@@ -34,6 +34,9 @@ class ModelConfig:
     # the encoder learns a pace head (onsets per second x tempo, must.model.pace) and the intensity signal reads it
     # instead of flux: an encoder head, so stage 1, which builds the model, sets it
     pace_head: bool = False
+    # each second's track signals say how much of it lies in the highest / lowest intensity region its heads give
+    # (must.model.heard.region_seconds): widens the projector, set by stage 2
+    region_signals: bool = False
     # source moments (MusTConfig.source_token_ids): in a turn that names a time, a source's name carries what that
     # source does then, and its logit points at it; a prompt-side choice with zero-initialised weights, so any stage
     # may switch it on

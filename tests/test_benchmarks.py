@@ -96,3 +96,20 @@ def test_grpo_groups_keeps_its_figures_when_pairing_fails(tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match="cannot pair.*KeyError"):
         grpo_groups.main(["ckpt", "--bench", "b", "--against", str(old), "--out", str(tmp_path / "out")])
     assert json.loads((tmp_path / "out" / "grpo_groups.json").read_text()) == fake
+
+
+def test_mtr_pace_regions_from_the_annotated_pace_reproduce_the_references(tiny_bench):
+    import pandas as pd
+
+    from benchmarks.mtr_pace import run
+
+    questions = pd.concat(pd.read_parquet(p) for p in (tiny_bench / "parquet").glob("*.parquet")).query("task == 'MTR'")
+    split = questions.split.value_counts().index[0]
+    result = run(str(tiny_bench), split)
+    table = result["regions_from_rms_times"]
+    assert result["questions"] == int((questions.split == split).sum()) > 0
+    assert set(table) == {"annotated pace (check)", "annotated onset density, no tempo", "onset strength (librosa)",
+                          "detected onsets (librosa)"}
+    # the reference is RMS × onset density × tempo, found by the same rule: re-deriving it from the audio at 16 kHz
+    # only moves the RMS by resampling
+    assert table["annotated pace (check)"]["IoU"] >= 95.0 and table["annotated pace (check)"]["F1"] >= 95.0

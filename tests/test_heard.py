@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from must.model import MusTConfig, MusTProcessor
-from must.model.heard import activity_runs, heard_events, heard_for, heard_regions, heard_text
+from must.model.heard import activity_runs, heard_events, heard_for, heard_regions, heard_text, region_seconds
 
 FR = 10  # frames per second
 
@@ -69,6 +69,10 @@ def test_heard_regions_read_the_pace_head_when_the_encoder_has_one():
     # within 15 % of the range below the top (6.95) for m ≥ 7: hops 23-29, 11.5-15.0 s (3.5 s, the only run, kept);
     # the bottom (m = 0) is hops 0-16 and 36-59, clipped to the active 0.0-29.9 s
     assert heard_regions(f, cfg) == {"highest": [(11.5, 15.0)], "lowest": [(0.0, 8.5), (18.0, 29.9)]}
+    # per second, the share inside each: 11.5-15.0 covers half of second 11 and all of 12-14
+    shares = region_seconds(f, cfg, 30)
+    assert np.allclose(shares[:, 0], [0] * 11 + [0.5, 1, 1, 1] + [0] * 15)
+    assert np.allclose(shares[:, 1], [1] * 8 + [0.5] + [0] * 9 + [1] * 11 + [0.9])
 
 
 def test_heard_text_phrases_events_as_options_and_regions_as_intervals():

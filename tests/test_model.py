@@ -302,6 +302,24 @@ def test_pace_head_is_the_last_head_and_the_model_runs_with_it(tiny):
     assert torch.isfinite(paced(**enc, audio_features=[feats]).logits).all()
 
 
+def test_region_signals_end_the_pooled_seconds_with_the_heard_regions(tiny):
+    model, proc = tiny
+    cfg = MusTConfig(**{**model.config.to_dict(), "pace_head": True, "region_signals": True})
+    torch.manual_seed(0)
+    wide = MusTForCausalLM(cfg).eval()
+    feats = torch.zeros(300, cfg.feature_dim)  # 30 s: the piano plays throughout, the mix is 20 dB louder from 20 s
+    feats[:, cfg.encoder_dim + 2] = 1.0
+    feats[:, cfg.encoder_dim + cfg.n_heads_out] = torch.where(torch.arange(300) < 200, -2.0, 0.0)
+    feats[:, cfg.encoder_dim + cfg.pace_index] = 0.5
+    pooled = wide.model.pool(feats)
+    assert wide.model.n_track_signals == 8 and pooled.shape == (30, 2 * 32 + 2 * 8 + 8)
+    # the loud plateau is the highest region (22.0-29.9 s) and the quiet one the lowest (0.0-18.5 s)
+    assert pooled[:, -2].tolist() == pytest.approx([0.0] * 22 + [1.0] * 7 + [0.9], abs=1e-6)
+    assert pooled[:, -1].tolist() == pytest.approx([1.0] * 18 + [0.5] + [0.0] * 11, abs=1e-6)
+    enc = proc.tokenizer([proc.prompt("When is the music at its most intense?", 30.0)], return_tensors="pt")
+    assert torch.isfinite(wide(**enc, audio_features=[feats]).logits).all()
+
+
 def test_order_from_times_picks_the_ordering_the_written_times_imply():
     from must.model.inference import order_from_times
 

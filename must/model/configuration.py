@@ -32,6 +32,10 @@ class MusTConfig(PretrainedConfig):
     ``pace_head``: the encoder has one more frame head, the *pace* (onsets per second × tempo, :mod:`must.model.pace`),
     last among the heads, and the intensity it reads is loudness × that pace rather than loudness × flux; it is an
     encoder head, so it is fixed from stage 1 on.
+    ``region_signals``: each second's track signals end with the share of it inside the highest and the lowest
+    intensity regions that the heads' own intensity gives (:func:`~must.model.heard.region_seconds`, found by the MTR
+    annotation's rule), so an MTR boundary is where a signal steps, not a threshold the LM has to learn; it widens the
+    projector, so it is fixed from stage 2 on.
     ``source_token_ids`` (one word token per source, -1 where the tokenizer has none) and ``turn_token_ids``
     (``<|im_start|>``, ``<|im_end|>``) switch on *source moments* (:func:`~must.model.modeling.asked_seconds`):
     a source's name, in a turn that names a time, carries what that source does at that time, and its logit points
@@ -56,7 +60,8 @@ class MusTConfig(PretrainedConfig):
                  heard_events: bool = False, audio_first: bool = False, source_context: bool = False,
                  tempo_signals: bool = False, source_token_ids: list[int] | None = None,
                  turn_token_ids: list[int] | None = None, music_token_ids: list[int] | None = None,
-                 music_word_ids: list[int] | None = None, pace_head: bool = False, **kwargs):
+                 music_word_ids: list[int] | None = None, pace_head: bool = False, region_signals: bool = False,
+                 **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
         self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
@@ -75,6 +80,7 @@ class MusTConfig(PretrainedConfig):
         self.source_context = source_context
         self.tempo_signals = tempo_signals
         self.pace_head = pace_head
+        self.region_signals = region_signals
         self.source_token_ids = list(source_token_ids or [])
         self.turn_token_ids = list(turn_token_ids or [])
         self.music_token_ids = list(music_token_ids or [])

@@ -23,7 +23,7 @@ import torch
 from must.annotation import Event
 from must.model.pace import pace_rate
 
-__all__ = ["HeardConfig", "heard_events", "heard_regions", "heard_text", "heard_for", "activity_runs"]
+__all__ = ["HeardConfig", "heard_events", "heard_regions", "region_seconds", "heard_text", "heard_for", "activity_runs"]
 
 
 class HeardConfig:
@@ -107,6 +107,18 @@ def heard_regions(features: torch.Tensor, config, cfg: HeardConfig | None = None
     active = np.flatnonzero(s["activity"].max(1) >= cfg.activity) / fr
     span = (float(active[0]), float(active[-1])) if len(active) else (0.0, len(features) / fr)
     return {kind: intensity_regions(times, curve, span, kind) for kind in ("highest", "lowest")}
+
+
+def region_seconds(features: torch.Tensor, config, seconds: int, cfg: HeardConfig | None = None) -> np.ndarray:
+    """``(seconds, 2)``: the share of each second ``[s, s + 1)`` inside the highest and the lowest intensity regions
+    of :func:`heard_regions` — what ``MusTConfig.region_signals`` adds to each second's track signals."""
+    out = np.zeros((seconds, 2), np.float32)
+    starts = np.arange(seconds, dtype=float)
+    regions = heard_regions(features, config, cfg)
+    for col, kind in enumerate(("highest", "lowest")):
+        for a, b in regions[kind]:
+            out[:, col] += np.clip(np.minimum(starts + 1, b) - np.maximum(starts, a), 0.0, 1.0)
+    return out
 
 
 def heard_text(features: torch.Tensor, config, cfg: HeardConfig | None = None) -> str:

@@ -34,6 +34,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, Llam
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from must.model.configuration import SIGNALS, MusTConfig
+from must.model.heard import region_seconds
 from must.model.pace import pace_rate
 from must.model.processing import MUSIC_READ_WORDS
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
@@ -42,6 +43,7 @@ __all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "tim
            "source_context", "per_source", "time_token_seconds", "asked_seconds", "neighbour_seconds"]
 
 TRACK_SIGNALS = 6  # see track_signals
+REGION_SIGNALS = 2  # with region_signals: the share of each second in the heard highest / lowest intensity region
 PER_SOURCE = 6  # see per_source
 SOURCE_POINTER_DIM = 16  # width of the source pointer's query and keys
 MOMENT_DIM = 32  # width of a source moment (what one source does around one second)
@@ -260,7 +262,8 @@ class MusTModel(MusTPreTrainedModel):
         super().__init__(config)
         self.encoder = MusicEncoder(config)
         # track-relative signals: loudness and intensity, then (tempo_signals) tempo change
-        self.n_track_signals = TRACK_SIGNALS + (TEMPO_TRACK_SIGNALS if config.tempo_signals else 0)
+        self.n_track_signals = (TRACK_SIGNALS + (TEMPO_TRACK_SIGNALS if config.tempo_signals else 0)
+                                + (REGION_SIGNALS if config.region_signals else 0))
         feat = 2 * config.encoder_dim + 2 * config.n_heads_out + self.n_track_signals
         feat += 2 * len(config.sources) if config.source_context else 0
         hidden = config.text_config.hidden_size
@@ -300,10 +303,10 @@ class MusTModel(MusTPreTrainedModel):
         self.language_model.embed_tokens = value
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
-        """``(T, feature_dim)`` frame features → ``(seconds, 2D + 2H [+ 2n] + 6 [+ 3])``: per second, frame mean and
-        max, head probabilities and their change across the second, (``source_context``) whether each source played
-        before and plays after it, track-relative signals (last, as :meth:`_row_audio` reads them), with
-        (``tempo_signals``) the tempo-change ones at the very end."""
+        """``(T, feature_dim)`` frame features → ``(seconds, 2D + 2H [+ 2n] + 6 [+ 3] [+ 2])``: per second, frame mean
+        and max, head probabilities and their change across the second, (``source_context``) whether each source
+        played before and plays after it, track-relative signals (last, as :meth:`_row_audio` reads them), then
+        (``tempo_signals``) the tempo-change ones and (``region_signals``) the heard intensity regions."""
         cfg = self.config
         fr, enc, h, n = cfg.frame_rate, cfg.encoder_dim, cfg.n_heads_out, len(cfg.sources)
         seconds = math.ceil(features.shape[0] / fr)
@@ -315,8 +318,9 @@ class MusTModel(MusTPreTrainedModel):
         signals = f[..., enc + h :].mean(1)
         tempo = [tempo_track_signals(signals[:, SIGNALS:])] if cfg.tempo_signals else []
         pace = probs[:, cfg.pace_index] if cfg.pace_head else None
+        regions = [torch.from_numpy(region_seconds(features, cfg, seconds)).to(signals)] if cfg.region_signals else []
         return torch.cat([f[..., :enc].mean(1), f[..., :enc].amax(1), probs, contrast(probs), *context,
-                          track_signals(signals[:, :SIGNALS], pace=pace), *tempo], dim=-1).to(features.dtype)
+                          track_signals(signals[:, :SIGNALS], pace=pace), *tempo, *regions], dim=-1).to(features.dtype)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """``(T, feature_dim)`` frame features → ``(seconds, hidden)`` embeddings added to the time tokens."""
