@@ -313,6 +313,8 @@ def test_region_signals_end_the_pooled_seconds_with_the_heard_regions(tiny):
     feats[:, cfg.encoder_dim + cfg.pace_index] = 0.5
     pooled = wide.model.pool(feats)
     assert wide.model.n_track_signals == 8 and pooled.shape == (30, 2 * 32 + 2 * 8 + 8)
+    # the music's moment reads the six track signals without the regions (and three heads), over three seconds × 2
+    assert wide.model.music_moment[0].in_features == 6 * (6 + 3)
     # the loud plateau is the highest region (22.0-29.9 s) and the quiet one the lowest (0.0-18.5 s)
     assert pooled[:, -2].tolist() == pytest.approx([0.0] * 22 + [1.0] * 7 + [0.9], abs=1e-6)
     assert pooled[:, -1].tolist() == pytest.approx([1.0] * 18 + [0.5] + [0.0] * 11, abs=1e-6)

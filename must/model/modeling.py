@@ -283,7 +283,10 @@ class MusTModel(MusTPreTrainedModel):
         self.moment_embed = nn.Linear(MOMENT_DIM, hidden, bias=False)
         self.moment_embed.zero_init = True
         # music moments: the same for the music as a whole, added to the words that name it (``music_token_ids``)
-        self.music_moment = nn.Sequential(nn.Linear(6 * (self.n_track_signals + len(MUSIC_HEADS)), MOMENT_DIM), nn.GELU())
+        # the music's moment reads the signals without the heard regions, which step at MTR's boundaries, not where
+        # the music gets louder or faster (with them in, LTR fell 81.1 -> 72.5 in runs/r46)
+        self.n_music_signals = self.n_track_signals - (REGION_SIGNALS if config.region_signals else 0)
+        self.music_moment = nn.Sequential(nn.Linear(6 * (self.n_music_signals + len(MUSIC_HEADS)), MOMENT_DIM), nn.GELU())
         self.music_embed = nn.Linear(MOMENT_DIM, hidden, bias=False)
         self.music_embed.zero_init = True
         self.language_model = LlamaModel(config.text_config)
@@ -354,7 +357,8 @@ class MusTModel(MusTPreTrainedModel):
         moments = self.source_moment(neighbour_seconds(columns))
         # the pace head, last, is read through the intensity signal, not as a music head
         heads = pooled[:, d2 : d2 + h - int(cfg.pace_head)]
-        music = self.music_moment(neighbour_seconds(music_columns(heads, pooled[:, -self.n_track_signals :])))
+        signals = pooled[:, -self.n_track_signals :][:, : self.n_music_signals]
+        music = self.music_moment(neighbour_seconds(music_columns(heads, signals)))
         return self.projector(pooled), keys, self.source_key(columns), moments, music
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
