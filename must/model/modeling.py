@@ -47,7 +47,8 @@ REGION_SIGNALS = 2  # with region_signals: the share of each second in the heard
 PER_SOURCE = 6  # see per_source
 SOURCE_POINTER_DIM = 16  # width of the source pointer's query and keys
 MOMENT_DIM = 32  # width of a source moment (what one source does around one second)
-MUSIC_HEADS = (0, 1, -1)  # the whole-music frame heads (of those before the pace head): transition, rhythm change, local tempo
+# the frame heads about the whole music, among those before the pace head: transition, rhythm change, local tempo
+MUSIC_HEADS = (0, 1, -1)
 MEL_POWER_FLOOR = 1e-10
 LOG_MEL_FLOOR = (math.log10(MEL_POWER_FLOOR) + 4.0) / 4.0  # MusicEncoder.log_mel of silence
 # the KV cache argument is ``cache`` in newer transformers 5.x and ``past_key_values`` before; generation passes

@@ -3,11 +3,11 @@
 MTR's reference intensity (:mod:`bench.annotate.intensity`) is the mix's RMS × the onsets per second of every
 source (MIDI) × the local tempo. On the 400 MTR questions of ``standard``'s test split, the regions found from the
 measured RMS × the *annotated* onset density (tempo left out) reach IoU 88.2 against the reference, while RMS ×
-a measured onset-strength flux reaches 60.9 and RMS × detected onsets 63.4 (``benchmarks/mtr_pace.py``): the onset
+librosa's onset strength reaches 60.4 and RMS × its detected onsets 58.0 (``benchmarks/mtr_pace.py``): the onset
 density is what the measured signals miss. With ``MusTConfig.pace_head`` the encoder learns it in stage 1 as one
 more frame head whose target is the annotation's *pace* — onsets per second in a 2 s window × tempo / 120 BPM —
 on a log scale squashed into [0, 1] so that a sigmoid head trained with BCE on soft targets can hold it (pace has
-a long tail: median 3.2, 99th percentile 24 on the train tracks). The intensity the projector and
+a long tail: median 3.2, 99th percentile 24 over 150 of ``standard``'s tracks). The intensity the projector and
 :func:`must.model.heard.heard_regions` read is then loudness × the decoded pace instead of loudness × flux.
 """
 
