@@ -30,7 +30,7 @@ def signal_regions(annotation, y: np.ndarray, sr: int) -> dict[str, dict[str, li
     times = inten.frame_times(annotation.duration)
     rms = inten.windowed_rms(y, sr, times)
     onsets = np.concatenate([np.asarray(v, float) for v in annotation.onsets.values()])
-    bpm = np.array([annotation.tempo_at(t) or REFERENCE_BPM for t in times])
+    bpm = annotation.tempo_curve(times, REFERENCE_BPM)
     env = librosa.onset.onset_strength(y=y.astype(np.float32), sr=sr, hop_length=512)
     env_times = librosa.frames_to_time(np.arange(len(env)), sr=sr, hop_length=512)
     strength = np.array([env[(env_times >= t - 1) & (env_times < t + 1)].mean() for t in times])

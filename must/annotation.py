@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 __all__ = ["Source", "Event", "Rhythm", "TrackAnnotation", "EVENT_KINDS", "SOURCE_CATEGORIES"]
 
 EVENT_KINDS = ("enter", "exit", "tempo_change", "dynamic_change")
@@ -106,6 +108,14 @@ class TrackAnnotation:
         for start, b in self.tempo:
             if start <= t:
                 bpm = b
+        return bpm
+
+    def tempo_curve(self, times: np.ndarray, default: float = np.nan) -> np.ndarray:
+        """:meth:`tempo_at` at each of ``times`` at once (``default`` where no tempo has started)."""
+        t = np.asarray(times, float)
+        bpm = np.full(t.shape, default, float)
+        for start, b in self.tempo:
+            bpm[start <= t] = b
         return bpm
 
     def to_dict(self) -> dict[str, Any]:

@@ -63,16 +63,13 @@ def frame_targets(ann: TrackAnnotation, n_frames: int, frame_rate: int, sources:
         for name in names:
             if name in sources:
                 amuse[(t >= s) & (t < e), sources.index(name)] = 1
-    tempo = np.full(n_frames, -1.0, np.float32)
-    for start, bpm in ann.tempo:
-        tempo[t >= start] = min(bpm / TEMPO_SCALE, 1.0)
+    bpm = ann.tempo_curve(t)
+    tempo = np.where(np.isnan(bpm), -1.0, np.minimum(bpm / TEMPO_SCALE, 1.0)).astype(np.float32)
     out = {"transition": transition, "activity": activity, "rhythm": rhythm, "amuse": amuse, "tempo": tempo}
     if with_pace:
         onsets = [np.asarray(v, float) for v in ann.onsets.values() if len(v)]
-        bpm = np.full(n_frames, REFERENCE_BPM)  # as ann.tempo_at, vectorised: the last tempo started by then
-        for start, value in ann.tempo:
-            bpm[t >= start] = value
-        out["pace"] = (pace_target(pace(np.concatenate(onsets), t, bpm)).astype(np.float32) if onsets
+        known = np.where(np.isnan(bpm), REFERENCE_BPM, bpm)
+        out["pace"] = (pace_target(pace(np.concatenate(onsets), t, known)).astype(np.float32) if onsets
                        else np.full(n_frames, -1.0, np.float32))
     return out
 

@@ -74,7 +74,7 @@ def annotate_audio(track_id: str, y: np.ndarray, sr: int, stems: dict[str, np.nd
             max((e for v in activity.values() for _, e in v), default=duration))
     ann.transitions = sort_events(entry_exit_events(ann) + rhythm_change_events(ann.rhythm)
                                   + dynamic_change_events(times, loud_db, span=span))
-    tempo_curve = np.array([ann.tempo_at(t) or ann.rhythm.clip_tempo or 1.0 for t in times])
+    tempo_curve = ann.tempo_curve(times, ann.rhythm.clip_tempo or 1.0)
     curve = inten.intensity_curve(rms, inten.onset_density(mix_onsets, times), tempo_curve)
     ann.intensity_times = [round(float(t), 2) for t in times]
     ann.intensity = [round(float(c), 4) for c in curve]

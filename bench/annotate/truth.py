@@ -65,7 +65,7 @@ def annotate_render(track_id: str, piece: Piece, mix: np.ndarray, stems: dict[st
     ann.transitions = sort_events(entry_exit_events(ann) + tempo_change_events(ann.tempo) + _dynamic_events(piece, mix, sr))
     times = inten.frame_times(duration)
     all_onsets = np.concatenate([np.asarray(v) for v in onsets.values()])
-    tempo_curve = np.array([ann.tempo_at(t) or piece.sections[0].bpm for t in times])
+    tempo_curve = ann.tempo_curve(times, piece.sections[0].bpm)
     curve = inten.intensity_curve(inten.windowed_rms(mix, sr, times), inten.onset_density(all_onsets, times), tempo_curve)
     span = (min(s for v in activity.values() for s, _ in v), max(e for v in activity.values() for _, e in v))
     ann.intensity_times = [round(float(t), 2) for t in times]

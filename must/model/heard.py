@@ -4,9 +4,10 @@ The encoder's heads are decoded with the benchmark's own annotation procedures �
 last exit per source, measured loudness → dynamic changes (:func:`bench.annotate.transitions.dynamic_change_events`),
 loudness × flux (or × the pace head) → highest and lowest intensity regions
 (:func:`bench.annotate.intensity.intensity_regions`) — and phrased as the benchmark phrases its options (``0:25
-the drums enter ; 0:41 the music gets softer ; highest intensity 0:30-0:55``). Nothing here sees an annotation: it is a function of the audio features alone, the same in
-training and at test. Tempo changes are left out: the local-tempo head of the default encoder is nearly flat
-(103–113 BPM on a track whose tempo goes 102 → 179 → 127), so it would only add false text.
+the drums enter ; 0:41 the music gets softer ; highest intensity 0:30-0:55``). Nothing here sees an annotation: it
+is a function of the audio features alone, the same in training and at test. Tempo changes are left out: the
+local-tempo head of the default encoder is nearly flat (103–113 BPM on a track whose tempo goes 102 → 179 → 127), so
+it would only add false text.
 
 Read by rules (``heard:CHECKPOINT``, :mod:`must.models.heard_model`) these events place a source's entry within
 3 s for 69 % of the test's TSG onset questions and order GTO's changes 46 % of the time, where the LM reading the
