@@ -113,3 +113,33 @@ def test_mtr_pace_regions_from_the_annotated_pace_reproduce_the_references(tiny_
     # the reference is RMS × onset density × tempo, found by the same rule: re-deriving it from the audio at 16 kHz
     # only moves the RMS by resampling
     assert table["annotated pace (check)"]["IoU"] >= 95.0 and table["annotated pace (check)"]["F1"] >= 95.0
+
+
+def test_tad_ceiling_splits_a_description_into_its_change_and_what_keeps_playing():
+    from benchmarks.tad_ceiling import split_description
+
+    assert split_description("The drums enter, adding a steady beat, while the piano keeps playing.") == (
+        "The drums enter, adding a steady beat", ", while the piano keeps playing")
+    assert split_description("the music gets noticeably louder.") == ("the music gets noticeably louder", "")
+
+
+def test_tad_ceiling_scores_predictions_and_their_repairs(tiny_bench, tmp_path):
+    from bench.io import load_bench
+    from benchmarks.tad_ceiling import run
+
+    asked = load_bench(tiny_bench, "test").query("task == 'TAD'")
+    n, first = len(asked), asked.id.iloc[0]
+    # every prediction is its question's first reference, except the first one, which names no change at all
+    preds = [{"id": i, "prediction": "No noticeable change." if i == first else str(a[0])} for i, a in zip(asked.id, asked.answers)]
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("\n".join(json.dumps(p) for p in preds) + "\n")
+    one = run(str(tiny_bench), "test", str(path), limit=1)["scores"]
+    assert set(one) == {"the annotation's description", "as predicted", "the right change",
+                        "the right sources still playing"}
+    # the annotation's change put in front of the wrong prediction scores more than the prediction
+    assert one["the right change"]["TAD"] > one["as predicted"]["TAD"]
+    result = run(str(tiny_bench), "test", str(path))
+    assert result["questions"] == n > 1 and all(row["n"] == n for row in result["scores"].values())
+    # the other predictions are a reference of their own question: semantic similarity 100 each
+    expected = (100 * (n - 1) + one["as predicted"]["semantic"]) / n
+    assert abs(result["scores"]["as predicted"]["semantic"] - expected) < 0.15
