@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.figures import save_table
+
 __all__ = ["signal_regions", "run"]
 
 
@@ -99,11 +101,7 @@ def main() -> None:
     lines = ["| RMS × | IoU | F1 | IoU highest | IoU lowest |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {k} | {v['IoU']} | {v['F1']} | {v['IoU highest']} | {v['IoU lowest']} |"
               for k, v in result["regions_from_rms_times"].items()]
-    print(f"{result['questions']} MTR questions, {result['tracks']} tracks ({a.split})")
-    print("\n".join(lines))
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "mtr_pace.json").write_text(json.dumps(result, indent=1))
-    (Path(a.out) / "mtr_pace.md").write_text("\n".join(lines) + "\n")
+    save_table(a.out, "mtr_pace", result, f"{result['questions']} MTR questions, {result['tracks']} tracks ({a.split})", lines)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.figures import save_table
+
 __all__ = ["split_description", "run"]
 
 KEEPS = ", while the "
@@ -82,11 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run(a.bench, a.split, a.predictions, a.limit)
     lines = ["| description | questions | METEOR | semantic | TAD |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {k} | {v['n']} | {v['METEOR']} | {v['semantic']} | {v['TAD']} |" for k, v in result["scores"].items()]
-    print(f"{result['questions']} TAD questions ({a.split})")
-    print("\n".join(lines))
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "tad_ceiling.json").write_text(json.dumps(result, indent=1))
-    (Path(a.out) / "tad_ceiling.md").write_text("\n".join(lines) + "\n")
+    save_table(a.out, "tad_ceiling", result, f"{result['questions']} TAD questions ({a.split})", lines)
 
 
 if __name__ == "__main__":

@@ -143,3 +143,14 @@ def test_tad_ceiling_scores_predictions_and_their_repairs(tiny_bench, tmp_path):
     # the other predictions are a reference of their own question: semantic similarity 100 each
     expected = (100 * (n - 1) + one["as predicted"]["semantic"]) / n
     assert abs(result["scores"]["as predicted"]["semantic"] - expected) < 0.15
+
+
+def test_tad_ceiling_command_prints_and_saves_its_table(tiny_bench, tmp_path, capsys):
+    from benchmarks.tad_ceiling import main
+
+    main(["--bench", str(tiny_bench), "--split", "test", "--limit", "2", "--out", str(tmp_path)])
+    table = (tmp_path / "tad_ceiling.md").read_text()
+    assert table.startswith("| description | questions | METEOR | semantic | TAD |")
+    assert "| the annotation's description | 2 |" in table
+    assert json.loads((tmp_path / "tad_ceiling.json").read_text())["questions"] == 2
+    assert capsys.readouterr().out.startswith("2 TAD questions (test)\n| description |")
