@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.evaluate.report import mean_difference
+
 __all__ = ["ADVANTAGES", "group_advantages", "advantage_summary", "medoid", "paired", "run"]
 
 # the MTR rewards compared: name → (registered reward, parameters)
@@ -75,8 +77,8 @@ def paired(run: dict[str, Any], before: dict[str, Any]) -> dict[str, str]:
         raise ValueError(f"only {len(both)} question(s) in common: pair runs made on the same questions")
     out = {"questions": str(len(both))}
     for k in PAIRED:
-        d = 100 * np.array([a[k] - b[k] for a, b in both])
-        out[k] = f"{d.mean():+.1f} ± {d.std(ddof=1) / np.sqrt(len(d)):.1f}"
+        mean, se = mean_difference(100 * np.array([a[k] - b[k] for a, b in both]))
+        out[k] = f"{mean:+.1f} ± {se:.1f}"
     return out
 
 

@@ -189,6 +189,17 @@ def test_report_and_cli(tiny_bench, tmp_path):
     assert tsg["difference"] < 0 and tsg["higher"] == 0  # the oracle hits every time
 
 
+def test_mean_difference_by_hand():
+    import math
+
+    from bench.evaluate.report import mean_difference
+
+    mean, se = mean_difference([0.1, 0.3])  # std (n − 1) √0.02, over √2: 0.1
+    assert math.isclose(mean, 0.2) and math.isclose(se, 0.1)
+    mean, se = mean_difference([0.5])
+    assert mean == 0.5 and math.isnan(se)
+
+
 def test_paired_differences_by_hand():
     from bench.evaluate.report import paired_differences
 

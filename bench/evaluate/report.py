@@ -17,8 +17,8 @@ import numpy as np
 
 from must.answers import LETTERS
 
-__all__ = ["load_run", "leaderboard_rows", "paired_differences", "letter_confusion", "write_report", "COLUMNS",
-           "ITEM_METRICS"]
+__all__ = ["load_run", "leaderboard_rows", "paired_differences", "mean_difference", "letter_confusion", "write_report",
+           "COLUMNS", "ITEM_METRICS"]
 
 COLUMNS = [("TSG_onset", "TSG on"), ("TSG_offset", "TSG off"), ("LTR", "LTR"), ("TAD_METEOR", "METEOR"),
            ("TAD_semantic", "semantic"), ("GTO", "GTO"), ("MTR_IoU", "IoU"), ("MTR_F1", "F1"), ("overall", "overall")]
@@ -48,6 +48,13 @@ ITEM_METRICS = [("TSG", "hit", "onset", "TSG onset"), ("TSG", "hit", "offset", "
                 ("MTR", "f1", None, "MTR F1"), ("AVQA", "correct", None, "AVQA")]
 
 
+def mean_difference(d: np.ndarray) -> tuple[float, float]:
+    """The mean of per-question differences and its standard error (sample std / √n; NaN for a single question)."""
+    d = np.asarray(d, dtype=float)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return float(d.mean()), se
+
+
 def paired_differences(base: dict[str, Any], other: dict[str, Any]) -> list[dict[str, Any]]:
     """Per metric of :data:`ITEM_METRICS`, ``other`` minus ``base`` on the questions both runs scored: ``n``, the mean
     difference and its standard error (sample std of the per-question differences / √n), in points (×100), and how
@@ -65,8 +72,8 @@ def paired_differences(base: dict[str, Any], other: dict[str, Any]) -> list[dict
         if not common:
             continue
         d = np.array([b[k] - a[k] for k in common])
-        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-        rows.append({"metric": label, "n": len(d), "difference": round(100 * float(d.mean()), 2),
+        mean, se = mean_difference(d)
+        rows.append({"metric": label, "n": len(d), "difference": round(100 * mean, 2),
                      "standard_error": round(100 * se, 2), "higher": int((d > 0).sum()), "lower": int((d < 0).sum())})
     halves = [r for r in rows if r["metric"] in ("TSG onset", "TSG offset")]
     if len(halves) == 2:
