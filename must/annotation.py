@@ -103,15 +103,12 @@ class TrackAnnotation:
         return [n for n, spans in self.activity.items() if any(s <= t < e for s, e in spans)]
 
     def tempo_at(self, t: float) -> float | None:
-        """Tempo (BPM) in force at ``t``."""
-        bpm = None
-        for start, b in self.tempo:
-            if start <= t:
-                bpm = b
-        return bpm
+        """Tempo (BPM) in force at ``t`` (``None`` before the first tempo starts)."""
+        bpm = float(self.tempo_curve([t])[0])
+        return None if np.isnan(bpm) else bpm
 
     def tempo_curve(self, times: np.ndarray, default: float = np.nan) -> np.ndarray:
-        """:meth:`tempo_at` at each of ``times`` at once (``default`` where no tempo has started)."""
+        """Tempo (BPM) in force at each of ``times``: the last tempo started by then (``default`` where none has)."""
         t = np.asarray(times, float)
         bpm = np.full(t.shape, default, float)
         for start, b in self.tempo:

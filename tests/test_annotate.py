@@ -145,3 +145,14 @@ def test_hpss_separator_splits_percussion_from_tone():
     assert energy["other"] > energy["bass"]  # an 880 Hz tone is not bass
     corr_tone = np.corrcoef(parts["other"], tone)[0, 1]
     assert corr_tone > 0.9
+
+
+def test_tempo_at_and_tempo_curve_give_the_last_tempo_started():
+    from must.annotation import TrackAnnotation
+
+    ann = TrackAnnotation("t", 60.0, [])
+    ann.tempo = [(5.0, 100), (20.0, 140.5)]
+    assert [ann.tempo_at(t) for t in (0.0, 5.0, 19.9, 20.0, 59.0)] == [None, 100.0, 100.0, 140.5, 140.5]
+    curve = ann.tempo_curve(np.array([0.0, 5.0, 19.9, 20.0]))
+    assert np.isnan(curve[0]) and curve[1:].tolist() == [100.0, 100.0, 140.5]
+    assert ann.tempo_curve([0.0, 30.0], default=120.0).tolist() == [120.0, 140.5]
