@@ -2,7 +2,9 @@
 description MusT is trained to write, made from the annotation (:func:`bench.tasks.phrasing.describe_moment` without
 a generator: every change, an entry's role, what keeps playing) — the ceiling of a model that always writes that one
 wording — and, given an evaluation's predictions, those predictions as written, with their change (what comes before
-", while the …") replaced by the annotation's, and with what keeps playing replaced by the annotation's.
+", while the …") replaced by the annotation's, and with what keeps playing replaced by the annotation's; and how
+often a prediction names the moment's first change, by kind of change (a source entering or stopping, the tempo, the
+dynamics).
 
 ``python -m benchmarks.tad_ceiling --bench runs/standard/bench [--split test] [--predictions RUN/predictions.jsonl]
 --out DIR``
@@ -18,7 +20,7 @@ import numpy as np
 
 from benchmarks.figures import save_table
 
-__all__ = ["split_description", "run"]
+__all__ = ["split_description", "names_change", "run"]
 
 KEEPS = ", while the "
 
@@ -28,6 +30,18 @@ def split_description(text: str) -> tuple[str, str]:
     ``("The drums enter", ", while the piano keeps playing")``; the second part is empty when there is none."""
     head, sep, tail = text.strip().rstrip(".").partition(KEEPS)
     return head, sep + tail
+
+
+def names_change(description: str, event) -> bool:
+    """Whether a description's change (before ", while the …") names ``event`` in the benchmark's short wording
+    (:func:`bench.tasks.phrasing.event_option`; a dynamic change also as TAD's "… gets noticeably louder")."""
+    from bench.tasks.phrasing import event_option
+
+    said = " ".join(split_description(description)[0].lower().split())
+    wordings = [event_option(event)]
+    if event.kind == "dynamic_change":
+        wordings.append(wordings[0].replace(" gets ", " gets noticeably "))
+    return any(w in said for w in wordings)
 
 
 def _predictions(path: str | None) -> dict[str, str]:
@@ -51,6 +65,7 @@ def run(bench: str, split: str = "test", predictions: str | None = None, limit: 
     preds = _predictions(predictions)
     scorer, annotations = TextScorer(), {}
     scores: dict[str, list[tuple[float, float]]] = {}
+    named: dict[str, list[bool]] = {}
     for q in questions.to_dict("records"):
         if q["track_id"] not in annotations:
             annotations[q["track_id"]] = read_jams(Path(bench) / "jams" / f"{q['track_id']}.jams")
@@ -58,6 +73,7 @@ def run(bench: str, split: str = "test", predictions: str | None = None, limit: 
         full = describe_moment([Event(**e) for e in events], annotations[q["track_id"]], None)
         variants = {"the annotation's description": full}
         if q["id"] in preds:
+            named.setdefault(events[0]["kind"], []).append(names_change(preds[q["id"]], Event(**events[0])))
             said, right = split_description(preds[q["id"]]), split_description(full)
             variants |= {"as predicted": preds[q["id"]], "the right change": f"{right[0]}{said[1]}.",
                          "the right sources still playing": f"{said[0]}{right[1]}."}
@@ -69,7 +85,12 @@ def run(bench: str, split: str = "test", predictions: str | None = None, limit: 
         meteor, semantic = 100 * np.array(rows).mean(0)
         table[name] = {"n": len(rows), "METEOR": round(float(meteor), 1), "semantic": round(float(semantic), 1),
                        "TAD": round(float(meteor + semantic) / 2, 1)}
-    return {"bench": bench, "split": split, "predictions": predictions, "questions": len(questions), "scores": table}
+    kinds = {kind: {"n": len(hits), "named": round(100 * float(np.mean(hits)), 1)} for kind, hits in sorted(named.items())}
+    if named:
+        every = [h for hits in named.values() for h in hits]
+        kinds["all"] = {"n": len(every), "named": round(100 * float(np.mean(every)), 1)}
+    return {"bench": bench, "split": split, "predictions": predictions, "questions": len(questions), "scores": table,
+            "first_change_named": kinds}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     result = run(a.bench, a.split, a.predictions, a.limit)
     lines = ["| description | questions | METEOR | semantic | TAD |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {k} | {v['n']} | {v['METEOR']} | {v['semantic']} | {v['TAD']} |" for k, v in result["scores"].items()]
+    if result["first_change_named"]:
+        lines += ["", "| first change of the moment | questions | named (%) |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v['n']} | {v['named']} |" for k, v in result["first_change_named"].items()]
     save_table(a.out, "tad_ceiling", result, f"{result['questions']} TAD questions ({a.split})", lines)
 
 

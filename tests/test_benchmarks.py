@@ -145,6 +145,49 @@ def test_tad_ceiling_scores_predictions_and_their_repairs(tiny_bench, tmp_path):
     assert abs(result["scores"]["as predicted"]["semantic"] - expected) < 0.15
 
 
+def test_tad_ceiling_names_change_reads_only_the_change_in_the_short_wording():
+    from benchmarks.tad_ceiling import names_change
+    from must.annotation import Event
+
+    text = "The violin enters, adding a new melodic layer, while the piano keeps playing."
+    assert names_change(text, Event(12.0, "enter", "violin"))
+    assert not names_change(text, Event(12.0, "exit", "violin"))
+    # the piano is named after ", while the": it keeps playing, it is not the change
+    assert not names_change(text, Event(12.0, "enter", "piano"))
+    assert names_change("At 0:12, the drums enter.", Event(12.0, "enter", "drums"))
+    louder = Event(30.0, "dynamic_change", None, {"direction": "louder"})
+    assert names_change("The music gets noticeably louder.", louder)
+    assert names_change("The tempo speeds up and the music gets louder.", louder)
+    assert not names_change("The music gets noticeably softer.", louder)
+    slower = Event(40.0, "tempo_change", None, {"from": 120.0, "to": 90.0})
+    assert names_change("The tempo slows down from about 120 to 90 BPM.", slower)
+    assert not names_change("The tempo speeds up from about 90 to 120 BPM.", slower)
+
+
+def test_tad_ceiling_counts_the_first_change_named_by_kind(tiny_bench, tmp_path):
+    from bench.annotate.jams_io import read_jams
+    from bench.io import load_bench
+    from bench.tasks.phrasing import describe_moment
+    from benchmarks.tad_ceiling import run
+    from must.annotation import Event
+
+    asked = load_bench(tiny_bench, "test").query("task == 'TAD'")
+    # the annotation's own description names every first change; "No noticeable change." names none
+    rows = []
+    for q in asked.to_dict("records"):
+        events = [Event(**e) for e in (json.loads(q["events"]) if isinstance(q["events"], str) else q["events"])]
+        text = describe_moment(events, read_jams(tiny_bench / "jams" / f"{q['track_id']}.jams"), None)
+        rows.append({"id": q["id"], "prediction": text})
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    kinds = run(str(tiny_bench), "test", str(path))["first_change_named"]
+    assert kinds["all"] == {"n": len(asked), "named": 100.0}
+    assert sum(v["n"] for k, v in kinds.items() if k != "all") == len(asked)
+    path.write_text("\n".join(json.dumps({"id": r["id"], "prediction": "No noticeable change."}) for r in rows) + "\n")
+    assert run(str(tiny_bench), "test", str(path))["first_change_named"]["all"]["named"] == 0.0
+    assert run(str(tiny_bench), "test")["first_change_named"] == {}
+
+
 def test_tad_ceiling_command_prints_and_saves_its_table(tiny_bench, tmp_path, capsys):
     from benchmarks.tad_ceiling import main
 

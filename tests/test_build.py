@@ -80,6 +80,15 @@ def test_config_errors_are_loud(tmp_path):
         load_config(BuildConfig, ROOT / "configs" / "bench" / "small.yaml", ["tracks=many"])
 
 
+def test_missing_soundfont_is_one_error_before_any_track(tmp_path):
+    out = tmp_path / "bench"
+    cfg = BuildConfig(name="nofont", tracks=3, soundfont=str(tmp_path / "FluidR3_GM.sf2"))
+    with pytest.raises(FileNotFoundError, match="soundfont not found: .*FluidR3_GM.sf2 .*fluid-soundfont-gm"):
+        build(cfg, out, progress=False)
+    # nothing was attempted: no track directory and no failures recorded
+    assert not (out / "tracks").exists() and not (out / "failures.json").exists()
+
+
 def _write_real_folder(root, tiny_bench):
     """Real-audio layouts made from rendered files: plain + stems folder, Slakh-like, and one bad file."""
     import numpy as np

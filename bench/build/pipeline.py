@@ -143,6 +143,9 @@ def build(cfg: BuildConfig, out: str | Path, source_dir: str | Path | None = Non
     _check_config(out, cfg, str(source_dir) if source_dir else None)
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "must-bench" / "numba"))
     if source_dir is None:
+        from bench.synth.render import check_soundfont, default_soundfont
+
+        check_soundfont(cfg.soundfont or default_soundfont())  # one error up front, not one per track
         jobs = [Job(synth_track_id(cfg, i), build_synth_track, (i, cfg, out)) for i in range(cfg.tracks)]
     else:
         found = discover(source_dir)

@@ -12,7 +12,7 @@ import pretty_midi
 
 from bench.synth.compose import Piece
 
-__all__ = ["default_soundfont", "piece_to_midi", "render_stems", "TAIL_SECONDS"]
+__all__ = ["check_soundfont", "default_soundfont", "piece_to_midi", "render_stems", "TAIL_SECONDS"]
 
 TAIL_SECONDS = 1.5  # release tail rendered after the last bar
 
@@ -35,7 +35,8 @@ def piece_to_midi(piece: Piece, parts: list[int] | None = None) -> pretty_midi.P
 
 
 @lru_cache(maxsize=4)
-def _check_soundfont(path: str) -> str:
+def check_soundfont(path: str) -> str:
+    """``path`` when the soundfont file exists; else a FileNotFoundError saying how to get one."""
     if not Path(path).exists():
         raise FileNotFoundError(f"soundfont not found: {path} (set `soundfont:` in the build config, or install a "
                                 "General-MIDI font: Debian's fluid-soundfont-gm puts FluidR3_GM.sf2 in /usr/share/sounds/sf2)")
@@ -64,7 +65,7 @@ def render_stems(piece: Piece, sr: int = 22050, soundfont: str | None = None, pe
     in ``gain_db`` (seeded by the piece): which source is louder depends on this mix, not on the
     instrument's identity or the soundfont's preset levels.
     """
-    sf_path = _check_soundfont(soundfont or default_soundfont())
+    sf_path = check_soundfont(soundfont or default_soundfont())
     n = int((piece.end + TAIL_SECONDS) * sr)
     rng = np.random.default_rng([piece.seed, 7])
     stems = {}
