@@ -15,10 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from benchmarks.figures import save_table
+
+if TYPE_CHECKING:
+    from must.annotation import Event
 
 __all__ = ["split_description", "names_change", "run"]
 
@@ -32,7 +36,7 @@ def split_description(text: str) -> tuple[str, str]:
     return head, sep + tail
 
 
-def names_change(description: str, event) -> bool:
+def names_change(description: str, event: Event) -> bool:
     """Whether a description's change (before ", while the …") names ``event`` in the benchmark's short wording
     (:func:`bench.tasks.phrasing.event_option`; a dynamic change also as TAD's "… gets noticeably louder")."""
     from bench.tasks.phrasing import event_option
