@@ -50,10 +50,13 @@ def names_change(description: str, event: Event) -> bool:
 
 def _predictions(path: str | None) -> dict[str, str]:
     """Question id → prediction text of an evaluation's ``predictions.jsonl`` (failed items as empty text)."""
+    from bench.evaluate.runner import read_run_lines
+
     if not path:
         return {}
-    rows = (json.loads(line) for line in Path(path).read_text().splitlines() if line.strip())
-    return {r["id"]: r.get("prediction") or "" for r in rows}
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such predictions file")
+    return {i: r.get("prediction") or "" for i, r in read_run_lines(Path(path)).items()}
 
 
 def run(bench: str, split: str = "test", predictions: str | None = None, limit: int | None = None) -> dict:
@@ -74,10 +77,11 @@ def run(bench: str, split: str = "test", predictions: str | None = None, limit: 
         if q["track_id"] not in annotations:
             annotations[q["track_id"]] = read_jams(Path(bench) / "jams" / f"{q['track_id']}.jams")
         events = json.loads(q["events"]) if isinstance(q["events"], str) else list(q["events"])
-        full = describe_moment([Event(**e) for e in events], annotations[q["track_id"]], None)
+        moment = [Event(**e) for e in events]
+        full = describe_moment(moment, annotations[q["track_id"]], None)
         variants = {"the annotation's description": full}
         if q["id"] in preds:
-            named.setdefault(events[0]["kind"], []).append(names_change(preds[q["id"]], Event(**events[0])))
+            named.setdefault(moment[0].kind, []).append(names_change(preds[q["id"]], moment[0]))
             said, right = split_description(preds[q["id"]]), split_description(full)
             variants |= {"as predicted": preds[q["id"]], "the right change": f"{right[0]}{said[1]}.",
                          "the right sources still playing": f"{said[0]}{right[1]}."}
