@@ -335,3 +335,41 @@ def test_stage3_teaches_tad_the_fullest_description_unless_told_to_use_the_refer
     assert sft_target(ltr, SFTStage(reasoning=False)) == "C"
     with pytest.raises(ConfigError, match="stage3.tad_target: 'full' or 'reference'"):
         load_config(TrainConfig, ROOT / "configs" / "stages" / "smoke.yaml", ["stage3.tad_target=longest"])
+
+
+def test_stage1_validation_reads_every_val_track_unless_told_how_many():
+    from types import SimpleNamespace
+
+    import pandas as pd
+    import torch
+
+    from must.model import MusTConfig
+    from stages.data import SOURCES
+    from stages.stage1_encoder import frame_f1
+
+    config = MusTConfig(sources=SOURCES)
+    # 25 val tracks of 10 s: drums in every one, piano only in the last, as the first 20 of a split can miss a source
+    anns = []
+    for i in range(25):
+        a = TrackAnnotation(f"t{i}", 10.0, [Source("drums", "drums")], activity={"drums": [(2.0, 6.0)]})
+        if i == 24:
+            a.activity["piano"] = [(0.0, 5.0)]
+        anns.append(a)
+
+    def encode_audio(y):
+        """Heads that hear exactly what the annotation says (frames at 10 Hz, activity from column 2)."""
+        a = anns[int(y[0])]
+        out = torch.zeros(100, config.encoder_dim + config.n_heads_out)
+        for s, spans in a.activity.items():
+            for start, end in spans:
+                out[int(start * 10) : int(end * 10), config.encoder_dim + 2 + SOURCES.index(s)] = 1.0
+        return out
+
+    data = SimpleNamespace(tracks=lambda split: pd.DataFrame([{"track_id": f"t{i}", "audio": "", "duration": 10.0}
+                                                              for i in range(25)]),
+                           annotation=lambda tid: anns[int(tid[1:])], wave=lambda tid, audio: np.full(4, int(tid[1:])))
+    model = SimpleNamespace(model=SimpleNamespace(encoder=SimpleNamespace(config=config)), encode_audio=encode_audio)
+    every = frame_f1(model, data)
+    assert every["val_activity_f1"] == 1.0 and every["val_recall/piano"] == 1.0 and every["val_recall/drums"] == 1.0
+    first = frame_f1(model, data, n_tracks=20)
+    assert "val_recall/piano" not in first and first["val_recall/drums"] == 1.0
