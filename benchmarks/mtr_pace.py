@@ -11,7 +11,6 @@ tempo, librosa's onset strength, librosa's detected onsets, and for each ``--mod
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,7 @@ def run(bench: str, split: str = "test", models: list[str] | None = None, limit:
     from bench.metrics.intervals import segment_f1, temporal_iou
     from must.audio import load_audio
     from must.model.heard import heard_regions
+    from must.schema import row_events
     from stages.common import load_must
 
     questions = pd.read_parquet(Path(bench) / "parquet" / f"{split}.parquet").query("task == 'MTR'")
@@ -72,7 +72,7 @@ def run(bench: str, split: str = "test", models: list[str] | None = None, limit:
             with torch.no_grad():
                 found[f"model {name}"] = heard_regions(model.encode_audio(y), model.config)
         for _, q in rows.iterrows():
-            ref = [(e["start"], e["end"]) for e in json.loads(q.events)]
+            ref = [(e["start"], e["end"]) for e in row_events(q.events)]
             kind = "highest" if "highest" in q.events else "lowest"
             for name, regions in found.items():
                 est = regions[kind]

@@ -13,7 +13,6 @@ dynamics).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,6 +66,7 @@ def run(bench: str, split: str = "test", predictions: str | None = None, limit: 
     from bench.scoring import TextScorer
     from bench.tasks.phrasing import describe_moment
     from must.annotation import Event
+    from must.schema import row_events
 
     questions = load_bench(bench, split).query("task == 'TAD'").head(limit)
     preds = _predictions(predictions)
@@ -76,8 +76,7 @@ def run(bench: str, split: str = "test", predictions: str | None = None, limit: 
     for q in questions.to_dict("records"):
         if q["track_id"] not in annotations:
             annotations[q["track_id"]] = read_jams(Path(bench) / "jams" / f"{q['track_id']}.jams")
-        events = json.loads(q["events"]) if isinstance(q["events"], str) else list(q["events"])
-        moment = [Event(**e) for e in events]
+        moment = [Event(**e) for e in row_events(q["events"])]
         full = describe_moment(moment, annotations[q["track_id"]], None)
         variants = {"the annotation's description": full}
         if q["id"] in preds:

@@ -24,6 +24,7 @@ __all__ = [
     "TASKS",
     "BenchFormatError",
     "Item",
+    "row_events",
     "validate_bench",
     "read_parquet_bench",
     "write_parquet_bench",
@@ -66,9 +67,6 @@ class Item:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Item":
         """An item from a table row (missing suite columns default to empty)."""
-        events = row.get("events")
-        if isinstance(events, str):
-            events = json.loads(events) if events else []
         duration = row.get("duration")
         return cls(
             id=str(row["id"]),
@@ -82,8 +80,18 @@ class Item:
             qa_type=_none_if_na(row.get("qa_type")),
             audio=_none_if_na(row.get("audio")),
             duration=None if duration is None or pd.isna(duration) else float(duration),
-            events=list(events or []),
+            events=row_events(row.get("events")),
         )
+
+
+def row_events(value: Any) -> list[dict[str, Any]]:
+    """A row's ``events`` column as a list of dicts: JSON text as written to Parquet, or a list or array as read
+    back; missing (None, NaN, empty text) is an empty list."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return []
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else []
+    return list(value)
 
 
 def _none_if_na(v: Any) -> Any:

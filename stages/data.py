@@ -4,7 +4,6 @@ and the per-track caches (16 kHz audio, encoder features) every stage reads."""
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from bench.tasks.phrasing import NO_CHANGE, describe_moment, event_option, join_
 from must.annotation import Event, TrackAnnotation
 from must.answers import LETTERS, option_texts
 from must.model.pace import REFERENCE_BPM, pace, pace_target
+from must.schema import row_events
 from must.timecode import format_time
 
 __all__ = ["SOURCES", "CAPTION_QUESTION", "EVENT_QUESTION", "TrainData", "RepeatedTracks", "frame_targets", "caption",
@@ -253,15 +253,10 @@ class TrainData:
     def _full_description(self, r: dict[str, Any]) -> str:
         """A TAD question's fullest description of its moment (every entry's role, the sources that keep playing;
         :func:`~bench.tasks.phrasing.describe_moment` without a generator); its first reference if it has no events."""
-        evs = _event_dicts(r.get("events"))
+        evs = row_events(r.get("events"))
         if not evs:
             return str(r["answer"])
         return describe_moment([Event(**e) for e in evs], self.annotation(r["track_id"]), None)
-
-
-def _event_dicts(events: Any) -> list[dict[str, Any]]:
-    """A row's ``events`` column (JSON text or a list) as a list of dicts."""
-    return json.loads(events) if isinstance(events, str) else list(events or [])
 
 
 def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> str:
@@ -276,7 +271,7 @@ def reasoned_answer(task: str, answer: str, events: Any, question: str = "") -> 
         return f"{option_texts(question)[answer]}. Answer: {answer}"
     if task != "GTO" or answer not in LETTERS[: len(ORDERINGS)]:
         return answer
-    evs = _event_dicts(events)
+    evs = row_events(events)
     times = sorted({round(float(e["time"]), 3) for e in evs})
     if len(times) < 3:
         return answer

@@ -133,3 +133,14 @@ def test_real_audio_folder(tmp_path, tiny_bench):
     ann = read_jams(tmp_path / "out" / "jams" / "song.jams")
     assert ann.provenance["segment_sources"] == "stems"
     assert {s.name for s in ann.sources} <= set(found["song"].stems)
+
+
+def test_row_events_reads_json_text_lists_and_arrays_and_missing_as_empty():
+    import numpy as np
+
+    from must.schema import row_events
+
+    one = {"time": 4.0, "kind": "enter", "source": "drums"}
+    assert row_events('[{"time": 4.0, "kind": "enter", "source": "drums"}]') == [one]
+    assert row_events([one]) == [one] and row_events(np.array([one], dtype=object)) == [one]
+    assert row_events(None) == row_events(float("nan")) == row_events("") == row_events("  ") == row_events([]) == []

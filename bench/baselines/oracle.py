@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from must.models.base import Model, Request, register_model
+from must.schema import row_events
 from must.timecode import format_intervals, format_time
 
 
@@ -17,8 +16,7 @@ class OracleBaseline(Model):
 
     def answer(self, r: Request) -> str:
         """The annotated answer."""
-        events = r.item.get("events")
-        events = json.loads(events) if isinstance(events, str) else (events or [])
+        events = row_events(r.item.get("events"))
         if r.task == "TSG" and events and "time" in events[0]:
             return format_time(events[0]["time"])
         if r.task == "MTR" and events and "start" in events[0]:
