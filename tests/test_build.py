@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from collections import Counter
 
 import datasets
 import pandas as pd
@@ -133,6 +132,15 @@ def test_real_audio_folder(tmp_path, tiny_bench):
     ann = read_jams(tmp_path / "out" / "jams" / "song.jams")
     assert ann.provenance["segment_sources"] == "stems"
     assert {s.name for s in ann.sources} <= set(found["song"].stems)
+    # a redraft of real audio drafts each track with its id's seed, as the build did; failures stay listed
+    from bench.build.pipeline import redraft
+
+    before = pd.read_parquet(tmp_path / "out" / "parquet" / "test.parquet")
+    for rec in (tmp_path / "out" / "tracks").glob("*.json"):  # as written before the seed was kept
+        rec.write_text(json.dumps({k: v for k, v in json.loads(rec.read_text()).items() if k != "seed"}))
+    again = redraft(cfg, tmp_path / "out", progress=False)
+    pd.testing.assert_frame_equal(before, pd.read_parquet(tmp_path / "out" / "parquet" / "test.parquet"))
+    assert set(again["failures"]) == {"broken", "silence"}
 
 
 def test_row_events_reads_json_text_lists_and_arrays_and_missing_as_empty():
@@ -144,3 +152,51 @@ def test_row_events_reads_json_text_lists_and_arrays_and_missing_as_empty():
     assert row_events('[{"time": 4.0, "kind": "enter", "source": "drums"}]') == [one]
     assert row_events([one]) == [one] and row_events(np.array([one], dtype=object)) == [one]
     assert row_events(None) == row_events(float("nan")) == row_events("") == row_events("  ") == row_events([]) == []
+
+
+def _tiny_cfg(*more: str) -> BuildConfig:
+    return load_config(BuildConfig, ROOT / "configs" / "bench" / "small.yaml",
+                       ["name=tiny", "tracks=6", "workers=1", "compose.min_seconds=40", "compose.max_seconds=60",
+                        "splits={train: 0.34, val: 0.16, test: 0.5}", *more])
+
+
+def test_redraft_reproduces_the_build_and_a_new_task_config_changes_only_the_questions(tiny_bench, tmp_path, monkeypatch):
+    import bench.build.tracks as tracks
+    from bench.build.pipeline import redraft
+
+    def no_audio_work(*a, **k):
+        raise AssertionError("a redraft must not render or annotate audio")
+
+    monkeypatch.setattr(tracks, "render_stems", no_audio_work)
+    monkeypatch.setattr(tracks, "annotate_render", no_audio_work)
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_bench, out)
+    first = sorted((out / "tracks").glob("*.json"))[0]
+    legacy = json.loads(first.read_text())
+    del legacy["seed"]  # records written before the seed was kept: derived from the track's index
+    first.write_text(json.dumps(legacy))
+    audio = {p: p.stat().st_mtime_ns for p in (out / "audio").iterdir()}
+
+    redraft(_tiny_cfg(), out, progress=False)
+    for split in ("train", "val", "test"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tiny_bench / "parquet" / f"{split}.parquet"),
+                                      pd.read_parquet(out / "parquet" / f"{split}.parquet"))
+
+    summary = redraft(_tiny_cfg("tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}"), out, progress=False)
+    df = pd.concat([load_bench(out, split) for split in ("train", "val", "test")])
+    assert set(df.task) == {"TSG", "MTR"} and df.groupby("track_id").size().max() <= 2
+    assert summary["items"] == len(df) and {p: p.stat().st_mtime_ns for p in (out / "audio").iterdir()} == audio
+    with pytest.raises(ValueError, match="different config"):  # the folder now holds the redrafted build
+        build(_tiny_cfg(), out, progress=False)
+    (out / "redraft.partial").touch()  # as a redraft killed halfway leaves it
+    with pytest.raises(ValueError, match="redraft was interrupted"):
+        build(_tiny_cfg("tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}"), out, progress=False)
+    redraft(_tiny_cfg("tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}"), out, progress=False)
+    assert not (out / "redraft.partial").exists()
+    with pytest.raises(ValueError, match="compose"):
+        redraft(_tiny_cfg("tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}", "compose.max_seconds=50"), out, progress=False)
+    (out / "failures.json").unlink()  # as a build killed before its outputs leaves it
+    with pytest.raises(ValueError, match="did not finish"):
+        redraft(_tiny_cfg(), out, progress=False)
+    with pytest.raises(FileNotFoundError, match="build it first"):
+        redraft(_tiny_cfg(), tmp_path / "nothing", progress=False)

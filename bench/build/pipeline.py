@@ -1,4 +1,5 @@
-"""Build a benchmark directory: tracks in parallel (resumable), then splits, balance and writers.
+"""Build a benchmark directory: tracks in parallel (resumable), then splits, balance and writers; or redraft a
+finished build's questions from its JAMS under a new task config (:func:`redraft`).
 
 Output layout::
 
@@ -24,18 +25,24 @@ from typing import Any, Callable
 
 import numpy as np
 import yaml
+from tqdm import tqdm
 
 from bench.build.config import BuildConfig
 from bench.build.real import discover
-from bench.build.tracks import build_real_track, build_synth_track, read_record, synth_track_id
+from bench.build.tracks import (build_real_track, build_synth_track, read_record, record_path, redraft_track,
+                                synth_track_id)
 from bench.build.writer import write_outputs
 from bench.tasks.balance import finalize
 from bench.tasks.base import Draft
 from must.config import to_dict
 
-__all__ = ["Job", "build", "assign_splits"]
+__all__ = ["Job", "build", "redraft", "assign_splits", "REDRAFT_KEYS"]
 
 log = logging.getLogger(__name__)
+
+# what a redraft may change: nothing here alters a track's audio or annotation
+REDRAFT_KEYS = ("tasks", "splits", "workers")
+REDRAFT_MARKER = "redraft.partial"
 
 
 @dataclass
@@ -66,6 +73,8 @@ def assign_splits(track_ids: list[str], fractions: dict[str, float], seed: int) 
 
 
 def _check_config(out: Path, cfg: BuildConfig, source: str | None) -> None:
+    if (out / REDRAFT_MARKER).exists():
+        raise ValueError(f"{out}: a redraft was interrupted; run the same `must-bench build --redraft` again to finish it")
     wanted = {"config": to_dict(cfg), "source": source}
     path = out / "config.yaml"
     if path.exists():
@@ -156,11 +165,50 @@ def build(cfg: BuildConfig, out: str | Path, source_dir: str | Path | None = Non
     records, failures = _run_jobs(jobs, out, cfg.workers, progress)
     if not records:
         raise RuntimeError(f"no track could be built; first failure: {next(iter(failures.values()), '?')}")
-    t_tracks = time.perf_counter() - t0
+    return _write(out, cfg, records, failures, time.perf_counter() - t0)
+
+
+def _write(out: Path, cfg: BuildConfig, records: dict[str, dict], failures: dict[str, str],
+           wall: float | None) -> dict[str, Any]:
+    """Splits, balance and every output file from the tracks' records; returns the summary."""
     splits = assign_splits(list(records), cfg.splits, cfg.seed)
     drafts = {tid: [Draft(**d) for d in rec["drafts"]] for tid, rec in records.items()}
     meta = {tid: {"split": splits[tid], "audio": rec["audio"], "duration": rec["duration"]} for tid, rec in records.items()}
     rows = finalize(drafts, meta, cfg.seed)
-    summary = write_outputs(out, rows, records, failures, cfg, wall_seconds=t_tracks)
+    summary = write_outputs(out, rows, records, failures, cfg, wall_seconds=wall)
     (out / "failures.json").write_text(json.dumps(failures, indent=2))
+    return summary
+
+
+def redraft(cfg: BuildConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Draft the questions of a finished build in ``out`` again under ``cfg`` — which may differ from the build's
+    config only in :data:`REDRAFT_KEYS` — from its JAMS, without rendering or annotating any audio (seconds rather
+    than the build's minutes); the same config redrafts the same questions. Returns the summary."""
+    out = Path(out)
+    path = out / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{out}: no build to redraft (config.yaml missing); build it first")
+    have = yaml.safe_load(path.read_text())
+    wanted = to_dict(cfg)
+    changed = sorted(k for k in set(have["config"]) | set(wanted)
+                     if have["config"].get(k) != wanted.get(k) and k not in REDRAFT_KEYS)
+    if changed:
+        raise ValueError(f"{out}: a redraft can change only {', '.join(REDRAFT_KEYS)}; this config also changes "
+                         f"{', '.join(changed)} — build into a new --out instead")
+    failures_path = out / "failures.json"  # written when a build finishes
+    if not failures_path.exists():
+        raise ValueError(f"{out}: the build did not finish; resume it (the same `must-bench build` without --redraft) first")
+    failures = json.loads(failures_path.read_text())
+    ids = sorted(p.stem for p in (out / "tracks").glob("*.json"))
+    # the folder claims the new config from here on; until the marker goes, only a redraft may finish it
+    path.write_text(yaml.safe_dump({"config": wanted, "source": have.get("source")}, sort_keys=False))
+    (out / REDRAFT_MARKER).touch()
+    records = {}
+    for tid in tqdm(ids, desc="redraft", unit="track", disable=not progress):
+        rec = read_record(out, tid)
+        if rec is None:
+            raise ValueError(f"{record_path(out, tid)}: unreadable track record; build into a new --out")
+        records[tid] = redraft_track(out, cfg, rec, synthetic=have.get("source") is None)
+    summary = _write(out, cfg, records, failures, None)
+    (out / REDRAFT_MARKER).unlink()
     return summary

@@ -25,7 +25,8 @@ from bench.synth.render import render_stems
 from bench.tasks.base import generate_drafts
 from must.audio import AudioError, load_audio, write_audio
 
-__all__ = ["track_seed", "synth_track_id", "build_synth_track", "build_real_track", "record_path", "read_record"]
+__all__ = ["track_seed", "synth_track_id", "build_synth_track", "build_real_track", "record_path", "read_record",
+           "write_record", "redraft_track"]
 
 
 def track_seed(cfg: BuildConfig, key: int | str) -> int:
@@ -58,14 +59,35 @@ def _finish(out: Path, cfg: BuildConfig, ann, seed: int, audio_rel: str, timing:
     write_jams(ann, out / "jams" / f"{ann.track_id}.jams")
     drafts = generate_drafts(ann, seed, cfg.tasks)
     timing["tasks"] = time.perf_counter() - t
-    record = {"track_id": ann.track_id, "audio": audio_rel, "duration": ann.duration,
+    record = {"track_id": ann.track_id, "seed": seed, "audio": audio_rel, "duration": ann.duration,
               "sources": [s.name for s in ann.sources], "provenance": ann.provenance,
               "drafts": [d.to_dict() for d in drafts], "timing": timing}
-    p = record_path(out, ann.track_id)
+    write_record(out, record)
+    return record
+
+
+def write_record(out: Path, record: dict[str, Any]) -> None:
+    """Write a track's record atomically (a kill leaves the old record or the new one, never half of one)."""
+    p = record_path(out, record["track_id"])
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".part")
     tmp.write_text(json.dumps(record))
     tmp.replace(p)
+
+
+def redraft_track(out: Path, cfg: BuildConfig, record: dict[str, Any], synthetic: bool) -> dict[str, Any]:
+    """Draft a built track's questions again from its JAMS under ``cfg.tasks`` (no audio is read or rendered) and
+    rewrite its record; the draft seed is the one the build used."""
+    t = time.perf_counter()
+    track_id = record["track_id"]
+    seed = record.get("seed")
+    if seed is None:  # records written before the seed was kept
+        seed = track_seed(cfg, int(track_id.rsplit("-", 1)[-1]) if synthetic else track_id)
+    ann = read_jams(out / "jams" / f"{track_id}.jams")
+    drafts = generate_drafts(ann, seed, cfg.tasks)
+    record = {**record, "seed": seed, "drafts": [d.to_dict() for d in drafts],
+              "timing": {**record.get("timing", {}), "tasks": time.perf_counter() - t}}
+    write_record(out, record)
     return record
 
 

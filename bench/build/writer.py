@@ -83,8 +83,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def write_outputs(out: Path, rows: list[dict[str, Any]], records: dict[str, dict], failures: dict[str, str],
-                  cfg: BuildConfig, wall_seconds: float) -> dict[str, Any]:
-    """Parquet per split, HF datasets, summary.json / summary.md; returns the summary."""
+                  cfg: BuildConfig, wall_seconds: float | None) -> dict[str, Any]:
+    """Parquet per split, HF datasets, summary.json / summary.md; returns the summary (``wall_seconds``: the tracks'
+    build time, None for a redraft, which builds none)."""
     df = pd.DataFrame(rows)
     for split, g in df.groupby("split"):
         write_parquet_bench(g.reset_index(drop=True), out / "parquet" / f"{split}.parquet")
@@ -102,7 +103,8 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], records: dict[str, dict
         "audio_hours": audio / 3600,
         # per-stage speed is audio seconds per CPU second of that stage (one core); overall uses wall time
         "speed_x_realtime": {**{k: audio / max(v, 1e-9) for k, v in cpu.items()},
-                             "overall (wall, all workers)": audio / max(wall_seconds, 1e-9)},
+                             **({} if wall_seconds is None else
+                                {"overall (wall, all workers)": audio / max(wall_seconds, 1e-9)})},
         "provenance": dict(Counter(json.dumps(r["provenance"], sort_keys=True) for r in records.values()).most_common(3)),
         "balance": balance_report(df),
         "failures": failures,

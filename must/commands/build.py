@@ -1,4 +1,5 @@
-"""``must-bench build --config configs/bench/<name>.yaml --out DIR [--from AUDIO_DIR]``: build a benchmark."""
+"""``must-bench build --config configs/bench/<name>.yaml --out DIR [--from AUDIO_DIR | --redraft]``: build a benchmark,
+or draft a finished build's questions again under a new task config."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="source", default=None,
                    help="folder of real audio (optional stems / JAMS; Slakh and MedleyDB layouts understood)")
     p.add_argument("--force", action="store_true", help="delete OUT first and rebuild from scratch")
+    p.add_argument("--redraft", action="store_true",
+                   help="draft the questions of the finished build in OUT again from its JAMS (the config may change "
+                        "only tasks, splits and workers; no audio is rendered or annotated)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. tracks=8 compose.max_seconds=40")
     p.set_defaults(func=run)
@@ -26,11 +30,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build and print the summary."""
     from bench.build.config import BuildConfig
-    from bench.build.pipeline import build
+    from bench.build.pipeline import build, redraft
     from must.config import load_config
 
     cfg = load_config(BuildConfig, args.config, args.overrides)
-    summary = build(cfg, args.out, args.source, progress=not args.no_progress, force=args.force)
+    if args.redraft:
+        if args.force or args.source:
+            raise SystemExit("must-bench build: --redraft reuses OUT's audio and JAMS; it takes neither --force nor --from")
+        summary = redraft(cfg, args.out, progress=not args.no_progress)
+    else:
+        summary = build(cfg, args.out, args.source, progress=not args.no_progress, force=args.force)
     console = Console()
     t = Table(title=f"benchmark {summary['name']}: {summary['tracks']} tracks, {summary['items']} questions")
     t.add_column("task")
