@@ -182,7 +182,8 @@ def test_redraft_reproduces_the_build_and_a_new_task_config_changes_only_the_que
         pd.testing.assert_frame_equal(pd.read_parquet(tiny_bench / "parquet" / f"{split}.parquet"),
                                       pd.read_parquet(out / "parquet" / f"{split}.parquet"))
 
-    summary = redraft(_tiny_cfg("tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}"), out, progress=False)
+    fewer = "tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}"
+    summary = redraft(_tiny_cfg(fewer), out, progress=False)
     df = pd.concat([load_bench(out, split) for split in ("train", "val", "test")])
     assert set(df.task) == {"TSG", "MTR"} and df.groupby("track_id").size().max() <= 2
     assert summary["items"] == len(df) and {p: p.stat().st_mtime_ns for p in (out / "audio").iterdir()} == audio
@@ -190,11 +191,11 @@ def test_redraft_reproduces_the_build_and_a_new_task_config_changes_only_the_que
         build(_tiny_cfg(), out, progress=False)
     (out / "redraft.partial").touch()  # as a redraft killed halfway leaves it
     with pytest.raises(ValueError, match="redraft was interrupted"):
-        build(_tiny_cfg("tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}"), out, progress=False)
-    redraft(_tiny_cfg("tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}"), out, progress=False)
+        build(_tiny_cfg(fewer), out, progress=False)
+    redraft(_tiny_cfg(fewer), out, progress=False)
     assert not (out / "redraft.partial").exists()
     with pytest.raises(ValueError, match="compose"):
-        redraft(_tiny_cfg("tasks.per_track={TSG: 1, LTR: 0, TAD: 0, GTO: 0, MTR: 1, AVQA: 0}", "compose.max_seconds=50"), out, progress=False)
+        redraft(_tiny_cfg(fewer, "compose.max_seconds=50"), out, progress=False)
     (out / "failures.json").unlink()  # as a build killed before its outputs leaves it
     with pytest.raises(ValueError, match="did not finish"):
         redraft(_tiny_cfg(), out, progress=False)
