@@ -72,8 +72,9 @@ def run(bench: str, split: str = "test", models: list[str] | None = None, limit:
             with torch.no_grad():
                 found[f"model {name}"] = heard_regions(model.encode_audio(y), model.config)
         for _, q in rows.iterrows():
-            ref = [(e["start"], e["end"]) for e in row_events(q.events)]
-            kind = "highest" if "highest" in q.events else "lowest"
+            events = row_events(q.events)
+            ref = [(e["start"], e["end"]) for e in events]
+            kind = "highest" if events[0]["kind"] == "highest_intensity" else "lowest"
             for name, regions in found.items():
                 est = regions[kind]
                 iou, f1 = (temporal_iou(ref, est), segment_f1(ref, est)) if est else (0.0, 0.0)

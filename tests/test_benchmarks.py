@@ -170,12 +170,13 @@ def test_tad_ceiling_counts_the_first_change_named_by_kind(tiny_bench, tmp_path)
     from bench.tasks.phrasing import describe_moment
     from benchmarks.tad_ceiling import run
     from must.annotation import Event
+    from must.schema import row_events
 
     asked = load_bench(tiny_bench, "test").query("task == 'TAD'")
     # the annotation's own description names every first change; "No noticeable change." names none
     rows = []
     for q in asked.to_dict("records"):
-        events = [Event(**e) for e in (json.loads(q["events"]) if isinstance(q["events"], str) else q["events"])]
+        events = [Event(**e) for e in row_events(q["events"])]
         text = describe_moment(events, read_jams(tiny_bench / "jams" / f"{q['track_id']}.jams"), None)
         rows.append({"id": q["id"], "prediction": text})
     path = tmp_path / "predictions.jsonl"
