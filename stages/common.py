@@ -142,7 +142,7 @@ def lora_config(kind: str, r: int, alpha: int, dropout: float = 0.05):
 
     keep = (["projector", "time_key", "time_key_change", "time_key_context", "time_query", "source_key", "source_gate",
              "source_query", "source_moment", "moment_embed", "moment_query", "music_moment", "music_embed", "music_word_query",
-             "time_embed", "embed_tokens", "lm_head"]
+             "region_query", "time_embed", "embed_tokens", "lm_head"]
             if kind == "must" else ["multi_modal_projector"])
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM", modules_to_save=keep,
                       target_modules=r"(.*language_model.*)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
@@ -207,15 +207,19 @@ def new_must_model(cfg: TrainConfig, processor: MusTProcessor) -> MusTForCausalL
 
 
 def moment_ids(cfg: TrainConfig, processor: MusTProcessor, sources: list[str]) -> dict:
-    """The config ids for source moments, music moments and music words, each when ``model.source_moments`` /
-    ``model.music_moments`` / ``model.music_words`` asks for it, else empty ones (off)."""
-    ids: dict = {"source_token_ids": [], "turn_token_ids": [], "music_token_ids": [], "music_word_ids": []}
+    """The config ids for source moments, music moments, music words and the region pointer, each when
+    ``model.source_moments`` / ``model.music_moments`` / ``model.music_words`` / ``model.region_pointer`` asks for
+    it, else empty ones (off)."""
+    ids: dict = {"source_token_ids": [], "turn_token_ids": [], "music_token_ids": [], "music_word_ids": [],
+                 "region_word_ids": []}
     if cfg.model.source_moments:
         ids.update(processor.moment_ids(sources))
     if cfg.model.music_moments:
         ids.update(processor.music_ids())
     if cfg.model.music_words:
         ids.update(processor.music_word_ids())
+    if cfg.model.region_pointer:
+        ids.update(processor.region_word_ids())
     return ids
 
 

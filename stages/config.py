@@ -47,6 +47,10 @@ class ModelConfig:
     # music words (MusTConfig.music_word_ids): in such a turn, the logits of "music", "tempo" and the words saying how
     # it changes ("louder", "softer", "speeds", "slows", …) read the music's moment (zero-initialised, as above)
     music_words: bool = False
+    # the region pointer (MusTConfig.region_word_ids): in a turn that names intensity ("intense", "intensity",
+    # "calmest"), the time logits also read the intensity regions the heads give (zero-initialised, as above; unlike
+    # region_signals, the other tasks' inputs are unchanged)
+    region_pointer: bool = False
 
 
 @dataclass

@@ -1322,3 +1322,115 @@ def test_music_word_ids_must_match_the_music_words(tiny):
     batch = proc.tokenizer([proc.prompt("What changes at 0:02 ?", 6.0)], return_tensors="pt")["input_ids"]
     with pytest.raises(ValueError, match="music words"):
         model(input_ids=batch, audio_features=[torch.zeros(60, model.config.feature_dim)])
+
+
+def test_region_features_step_up_at_a_regions_first_second_and_down_at_its_end():
+    from must.model.modeling import REGION_FEATURES, region_features
+
+    share = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    f = region_features(share)
+    assert f.shape == (7, REGION_FEATURES)
+    assert f[:, :2].tolist() == share.tolist()
+    assert f[:, 2].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0, -1.0, 0.0]  # highest: up at 2, down at 5 (its end, 0:05)
+    assert f[:, 3].tolist() == [0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0]  # lowest ends at 2
+    # over two seconds: at 2, mean(1, 1) - mean(0, 0); at 1 and 3, half of it
+    assert f[:, 4].tolist() == [0.0, 0.5, 1.0, 0.5, -0.5, -1.0, -0.5]
+
+
+def _region_model(texts: list[str]):
+    """A tiny MusT with a pace head whose tokenizer knows ``texts``, the region pointer switched on."""
+    proc = MusTProcessor.build(texts, max_seconds=120)
+    proc = MusTProcessor(proc.tokenizer, 120, audio_first=True)
+    cfg = MusTConfig(sources=["piano", "drums"], encoder_dim=32, encoder_layers=1, encoder_channels=8, max_seconds=120,
+                     pace_head=True, text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64,
+                                                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                                      max_position_embeddings=512),
+                     **proc.config_ids(), **proc.region_word_ids())
+    torch.manual_seed(0)
+    return MusTForCausalLM(cfg).eval(), proc
+
+
+REGION_TEXTS = ["When is the music at its most intense ?", "When does the piano enter ?", "the calmest part"]
+
+
+def test_region_turn_marks_the_turns_that_name_intensity():
+    """Two packed turns after one audio prefix: the first asks about intensity, so from "intense" on, its question
+    and answer read the regions; its answer's <|im_end|> ends that; the second turn (the piano) does not."""
+    from must.model.modeling import region_turn
+
+    model, proc = _region_model(REGION_TEXTS)
+    tok = proc.tokenizer
+    assert model.config.region_word_ids == [tok.convert_tokens_to_ids(w) for w in ("intense", "calmest")]  # no "intensity"
+    text = (proc.audio_prefix(6.0) + proc.question_turn(REGION_TEXTS[0]) + proc.answer("0:02-0:04")
+            + proc.question_turn(REGION_TEXTS[1]) + proc.answer("0:03"))
+    ids = tok(text, return_tensors="pt")["input_ids"][0]
+    toks = tok.convert_ids_to_tokens(ids.tolist())
+    word = toks.index("intense")
+    ends = [i for i, t in enumerate(toks) if t == "<|im_end|>"]  # system, question 1, answer 1, question 2, answer 2
+    turn = region_turn(ids, model.config)
+    assert not turn[:word].any() and turn[word : ends[2]].all() and not turn[ends[2] :].any()
+    # generation steps carry their prompt's value on until the answer ends the turn
+    assert region_turn(ids[ends[1] + 3 : ends[2] + 1], model.config, initial=True).tolist() == [True, True, True, False]
+    assert not region_turn(ids[ends[3] + 3 :], model.config, initial=False).any()
+
+
+def test_region_pointer_adds_the_heard_regions_to_the_time_logits_of_intensity_turns_only():
+    """30 s with the mix 20 dB louder from 20 s: the heads hear the highest region at 22.0-29.9 s (as in
+    test_region_signals_end_the_pooled_seconds_with_the_heard_regions). With the region query's row for the highest
+    region's one-second step set to v, the time logit of second s gains (v · h) × step(s) — +1 at 0:22, -0.1 at 0:29
+    (the share falls to 0.9), 0 elsewhere — at each position of the intensity turn from "intense" on, nothing
+    before it, and nothing at all in a prompt about the piano."""
+    from must.model.modeling import region_turn
+
+    model, proc = _region_model(REGION_TEXTS)
+    cfg, tok = model.config, proc.tokenizer
+    feats = torch.zeros(300, cfg.feature_dim)
+    feats[:, cfg.encoder_dim + 2] = 1.0
+    feats[:, cfg.encoder_dim + cfg.n_heads_out] = torch.where(torch.arange(300) < 200, -2.0, 0.0)
+    feats[:, cfg.encoder_dim + cfg.pace_index] = 0.5
+    v = torch.linspace(-1.0, 1.0, cfg.text_config.hidden_size)
+    step = torch.zeros(30)
+    step[22], step[29] = 1.0, -0.1
+    off = cfg.time_token_offset
+    for question, asks in ((REGION_TEXTS[0], True), (REGION_TEXTS[1], False)):
+        ids = tok([proc.prompt(question, 30.0) + proc.answer("0:22-0:29")], return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            model.region_query.weight.zero_()
+            hidden = model.model(input_ids=ids, audio_features=[feats]).last_hidden_state[0]
+            before = model(input_ids=ids, audio_features=[feats]).logits[0]
+            model.region_query.weight[2] = v
+            after = model(input_ids=ids, audio_features=[feats]).logits[0]
+        diff = after - before
+        turn = region_turn(ids[0], cfg)
+        assert bool(turn.any()) == asks
+        want = turn.float().unsqueeze(-1) * (hidden @ v).unsqueeze(-1) * step
+        assert torch.allclose(diff[:, off : off + 30], want, atol=1e-4)
+        assert torch.allclose(diff[:, off + 30 :], torch.zeros_like(diff[:, off + 30 :]))
+        assert torch.allclose(diff[:, :off], torch.zeros_like(diff[:, :off]))
+        assert not asks or want.abs().max() > 1e-3  # the check is not vacuous
+
+
+def test_region_pointer_is_carried_through_generation():
+    """Greedy generation with a large region query on the highest region's step writes 0:22 first in the intensity
+    turn, and every later step continues the prompt's turn; the same model asked about the piano does neither."""
+    model, proc = _region_model(REGION_TEXTS)
+    cfg, tok = model.config, proc.tokenizer
+    feats = torch.zeros(300, cfg.feature_dim)
+    feats[:, cfg.encoder_dim + 2] = 1.0
+    feats[:, cfg.encoder_dim + cfg.n_heads_out] = torch.where(torch.arange(300) < 200, -2.0, 0.0)
+    feats[:, cfg.encoder_dim + cfg.pace_index] = 0.5
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # every logit 0 but the pointer's
+    written = {}
+    for question in REGION_TEXTS[:2]:
+        enc = tok([proc.prompt(question, 30.0)], return_tensors="pt")
+        n = enc["input_ids"].shape[1]
+        with torch.no_grad():
+            model.region_query.weight.zero_()
+            h = model.model(**enc, audio_features=[feats]).last_hidden_state[0, -1]
+            model.region_query.weight[2] = 50.0 * h / h.norm() ** 2  # (v · h) = 50 at the prompt's last position
+            out = model.generate(**enc, audio_features=[feats], max_new_tokens=3, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+        written[question] = (tok.convert_ids_to_tokens(out[0, n:].tolist())[0], model.model.region_turns[0].tolist())
+    assert written[REGION_TEXTS[0]] == ("0:22", [True])  # the last step saw only its new token, and still reads
+    assert written[REGION_TEXTS[1]][0] != "0:22" and written[REGION_TEXTS[1]][1] == [False]

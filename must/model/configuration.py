@@ -45,7 +45,10 @@ class MusTConfig(PretrainedConfig):
     slower). ``music_word_ids`` (one token per word of :data:`~must.model.processing.MUSIC_READ_WORDS`, -1 where the
     tokenizer has none) switch on *music words*: the logits of the words naming the music and how it changes
     ("louder", "slows", …), in a turn that names a time, read the music's moment then
-    (:meth:`~must.model.modeling.MusTForCausalLM.point_at_music_words`).
+    (:meth:`~must.model.modeling.MusTForCausalLM.point_at_music_words`). ``region_word_ids`` (the words that name
+    intensity: "intense", "intensity", "calmest") switch on the *region pointer*: in a turn that names intensity, the
+    time logits also read the intensity regions the heads' own intensity gives
+    (:func:`~must.model.modeling.region_features`) — only there, so the other tasks' inputs are what they were.
     """
 
     model_type = "must"
@@ -61,7 +64,7 @@ class MusTConfig(PretrainedConfig):
                  tempo_signals: bool = False, source_token_ids: list[int] | None = None,
                  turn_token_ids: list[int] | None = None, music_token_ids: list[int] | None = None,
                  music_word_ids: list[int] | None = None, pace_head: bool = False, region_signals: bool = False,
-                 **kwargs):
+                 region_word_ids: list[int] | None = None, **kwargs):
         self.sample_rate, self.n_mels, self.mel_hop, self.frame_rate = sample_rate, n_mels, mel_hop, frame_rate
         self.encoder_dim, self.encoder_layers, self.encoder_heads = encoder_dim, encoder_layers, encoder_heads
         self.encoder_channels, self.encoder_window = encoder_channels, encoder_window
@@ -85,6 +88,7 @@ class MusTConfig(PretrainedConfig):
         self.turn_token_ids = list(turn_token_ids or [])
         self.music_token_ids = list(music_token_ids or [])
         self.music_word_ids = list(music_word_ids or [])
+        self.region_word_ids = list(region_word_ids or [])
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 

@@ -40,10 +40,12 @@ from must.model.processing import MUSIC_READ_WORDS
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
 __all__ = ["LOG_MEL_FLOOR", "MusicEncoder", "MusTModel", "MusTForCausalLM", "time_features", "contrast", "track_signals",
-           "source_context", "per_source", "time_token_seconds", "asked_seconds", "neighbour_seconds"]
+           "source_context", "per_source", "time_token_seconds", "asked_seconds", "neighbour_seconds",
+           "region_turn", "region_features"]
 
 TRACK_SIGNALS = 6  # see track_signals
 REGION_SIGNALS = 2  # with region_signals: the share of each second in the heard highest / lowest intensity region
+REGION_FEATURES = 6  # see region_features: what the region pointer reads per second
 PER_SOURCE = 6  # see per_source
 SOURCE_POINTER_DIM = 16  # width of the source pointer's query and keys
 MOMENT_DIM = 32  # width of a source moment (what one source does around one second)
@@ -161,15 +163,40 @@ def asked_seconds(ids: torch.Tensor, config: MusTConfig, span: tuple[int, int] |
         event[span[0] : span[1]] = False
     idx = torch.arange(len(ids), device=ids.device)
     last_event = torch.where(event, idx, -1).cummax(0).values
-    if len(config.turn_token_ids) == 2:
-        start, end = config.turn_token_ids
-        after = torch.cat([ids[1:], ids.new_full((1,), -1)])
-        last_end = torch.where((ids == end) & (after != start), idx, -1).cummax(0).values
-    else:
-        last_end = torch.full_like(idx, -1)
+    last_end = _last_turn_end(ids, config)
     from_ids = (last_event >= 0) & (last_event > last_end)
     carried = (last_event < 0) & (last_end < 0)
     return torch.where(from_ids, secs[last_event.clamp(min=0)], torch.where(carried, initial, -1))
+
+
+def _last_turn_end(ids: torch.Tensor, config: MusTConfig) -> torch.Tensor:
+    """``(L,)`` per position, the index of the latest answer-ending ``<|im_end|>`` (one not followed by
+    ``<|im_start|>``) at or before it; -1 where there is none, or without turn markers."""
+    idx = torch.arange(len(ids), device=ids.device)
+    if len(config.turn_token_ids) != 2:
+        return torch.full_like(idx, -1)
+    start, end = config.turn_token_ids
+    after = torch.cat([ids[1:], ids.new_full((1,), -1)])
+    return torch.where((ids == end) & (after != start), idx, -1).cummax(0).values
+
+
+def region_turn(ids: torch.Tensor, config: MusTConfig, initial: bool = False) -> torch.Tensor:
+    """``(L,)`` bool per position of one row's ids: whether its question-and-answer turn has named intensity
+    (one of ``config.region_word_ids``) at or before it — where the time pointer also reads the heard intensity
+    regions. ``initial``: the value carried over from earlier ids (generation steps continue their prompt)."""
+    idx = torch.arange(len(ids), device=ids.device)
+    words = torch.tensor(config.region_word_ids, dtype=ids.dtype, device=ids.device)
+    last_word = torch.where(torch.isin(ids, words), idx, -1).cummax(0).values
+    last_end = _last_turn_end(ids, config)
+    carried = (last_word < 0) & (last_end < 0) & initial
+    return ((last_word >= 0) & (last_word > last_end)) | carried
+
+
+def region_features(regions: torch.Tensor) -> torch.Tensor:
+    """``(S, 2)`` per-second shares of the heard highest / lowest intensity regions (:func:`region_seconds`) →
+    ``(S, REGION_FEATURES)``: the shares and their steps over one and two seconds, which peak at a region's first
+    second (up) and at the second its end names (down)."""
+    return torch.cat([regions, contrast(regions, 1), contrast(regions, 2)], dim=-1)
 
 
 class MusicEncoder(nn.Module):
@@ -292,12 +319,13 @@ class MusTModel(MusTPreTrainedModel):
         self.music_embed.zero_init = True
         self.language_model = LlamaModel(config.text_config)
         self.audio_store: dict[int, torch.Tensor] = {}
-        # per batch row, (projected seconds, time keys, source keys, source moments, music moments) of the last prompt
-        # embedded:
+        # per batch row, (projected seconds, time keys, source keys, source moments, music moments, region features or
+        # None) of the last prompt embedded:
         # generation steps after the first see only new tokens but still need the audio of their row
         self.audio_cache: list[tuple[torch.Tensor, ...] | None] = []
         self.audio_positions: list[tuple[torch.Tensor, torch.Tensor] | None] = []  # (positions, seconds) per row
         self.asked: list[torch.Tensor] = []  # per row, asked_seconds of the ids last embedded
+        self.region_turns: list[torch.Tensor] = []  # per row, region_turn of the ids last embedded
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -342,8 +370,9 @@ class MusTModel(MusTPreTrainedModel):
 
     def _row_audio(self, ids: list[int], feats: torch.Tensor | None, like: torch.Tensor
                    ) -> tuple[torch.Tensor, ...] | None:
-        """(projected seconds, time keys, source keys, source moments, music moments) for one prompt, from its features or its
-        ``<|audio_key|>``."""
+        """(projected seconds, time keys, source keys, source moments, music moments, region features) for one prompt,
+        from its features or its ``<|audio_key|>``; region features (:func:`region_features`) only when the prompt
+        names intensity (``config.region_word_ids``), else ``None``."""
         cfg = self.config
         if cfg.audio_bos_token_id not in ids:
             return None
@@ -351,7 +380,8 @@ class MusTModel(MusTPreTrainedModel):
             feats = self.audio_store.get(self._key(ids, ids.index(cfg.audio_key_token_id) + 1))
         if feats is None:
             return None
-        pooled = self.pool(feats.to(like.device, like.dtype))
+        feats = feats.to(like.device, like.dtype)
+        pooled = self.pool(feats)
         keys = self.time_key(pooled) + self.time_key_change(contrast(pooled[:, -self.n_track_signals :]))
         d2, h = 2 * cfg.encoder_dim, cfg.n_heads_out
         columns = per_source(pooled[:, d2 : d2 + h], len(cfg.sources))
@@ -360,7 +390,10 @@ class MusTModel(MusTPreTrainedModel):
         heads = pooled[:, d2 : d2 + h - int(cfg.pace_head)]
         signals = pooled[:, -self.n_track_signals :][:, : self.n_music_signals]
         music = self.music_moment(neighbour_seconds(music_columns(heads, signals)))
-        return self.projector(pooled), keys, self.source_key(columns), moments, music
+        regions = None
+        if cfg.region_word_ids and not set(cfg.region_word_ids).isdisjoint(ids):
+            regions = region_features(torch.from_numpy(region_seconds(feats, cfg, pooled.shape[0])).to(pooled))
+        return self.projector(pooled), keys, self.source_key(columns), moments, music, regions
 
     def embed(self, input_ids: torch.Tensor, audio_features: list[torch.Tensor] | None = None,
               continuing: bool = False) -> torch.Tensor:
@@ -384,6 +417,7 @@ class MusTModel(MusTPreTrainedModel):
             self.audio_cache = [self._row_audio(input_ids[b].tolist(), None if audio_features is None else audio_features[b], emb)
                                 for b in range(input_ids.shape[0])]
         self.asked = [self._asked_row(input_ids[b], b, continuing) for b in range(input_ids.shape[0])]
+        self.region_turns = [self._region_row(input_ids[b], b, continuing) for b in range(input_ids.shape[0])]
         rows = []
         for b in range(input_ids.shape[0]):
             audio = self.audio_cache[b] if b < len(self.audio_cache) else None
@@ -426,6 +460,14 @@ class MusTModel(MusTPreTrainedModel):
         span = self.audio_positions[row] if row < len(self.audio_positions) else None
         bounds = (int(span[0][0]), int(span[0][-1]) + 1) if span is not None and len(span[0]) else None
         return asked_seconds(ids, self.config, bounds)
+
+    def _region_row(self, ids: torch.Tensor, row: int, continuing: bool) -> torch.Tensor:
+        """:func:`region_turn` of one row (all false without ``region_word_ids``); a generation step carries on from
+        the row's previous ids."""
+        if not self.config.region_word_ids:
+            return torch.zeros_like(ids, dtype=torch.bool)
+        before = self.region_turns[row] if continuing and row < len(self.region_turns) else None
+        return region_turn(ids, self.config, initial=bool(before[-1]) if before is not None and len(before) else False)
 
     def _span_positions(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(positions, seconds) of the time tokens between a row's ``<|audio_bos|>`` and ``<|audio_eos|>``."""
@@ -470,6 +512,11 @@ class MusTModel(MusTPreTrainedModel):
         """``(seconds, MOMENT_DIM)`` music moments of batch row ``row``'s audio."""
         return self._cached(row, 4)
 
+    def region_features(self, row: int) -> torch.Tensor | None:
+        """``(seconds, REGION_FEATURES)`` heard intensity-region features of batch row ``row``'s audio, or ``None``
+        when its prompt does not name intensity."""
+        return self._cached(row, 5)
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
         cache = _cache_from(past_key_values, kwargs)
@@ -505,9 +552,14 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         # built without drawing random numbers, so that every other weight starts as it did before it existed
         self.music_word_query = nn.utils.skip_init(nn.Linear, hidden, len(MUSIC_READ_WORDS) * MOMENT_DIM, bias=False)
         self.music_word_query.zero_init = True
+        # the region pointer: in a turn that names intensity, each second's time logit also reads the heard intensity
+        # regions (region_features); last and zero, so every other weight starts as it did before it existed
+        self.region_query = nn.utils.skip_init(nn.Linear, hidden, REGION_FEATURES, bias=False)
+        self.region_query.zero_init = True
         self.post_init()
         nn.init.zeros_(self.time_query.weight)  # starts as a plain LM head; the pointer is learned
         nn.init.zeros_(self.music_word_query.weight)
+        nn.init.zeros_(self.region_query.weight)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
@@ -603,7 +655,9 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
         audio, plus the source pointer: ``Σ_k gate_k(h) · source_query(h) · source_key(s, k)``, the gate choosing
         the source asked about and the keys reading only that source's columns. Writing "when" becomes choosing a
         second by its audio, not recalling a token by heart; "when does the piano enter" reads the piano's columns,
-        not a mixture the LM's query would have to untangle."""
+        not a mixture the LM's query would have to untangle. In a turn that names intensity (:func:`region_turn`),
+        also ``region_query(h) · region_features(s)``: the heads' own intensity regions, read by the MTR
+        annotation's rule, as steps the answer's boundaries can point at."""
         offset = self.config.time_token_offset
         if not self.config.audio_bos_token_id or not self.model.audio_cache:
             return logits
@@ -622,6 +676,10 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
                 # Σ_k gate_k q · key_k as one product: (gate ⊗ query) · keys, both flattened over (source, dim)
                 gq = (gate.unsqueeze(-1) * self.source_query(hidden[b]).unsqueeze(-2)).flatten(1)
                 ptr = ptr + gq @ self.model.source_keys(b)[:n].flatten(1).T
+            regions = self.model.region_features(b)
+            turn = self.model.region_turns[b][-hidden.shape[1]:] if b < len(self.model.region_turns) else None
+            if regions is not None and turn is not None and bool(turn.any()):
+                ptr = ptr + turn.unsqueeze(-1).to(ptr.dtype) * (self.region_query(hidden[b]) @ regions[:n].T.to(ptr.dtype))
             rows.append(torch.cat([logits[b, :, :offset], logits[b, :, offset : offset + n] + ptr,
                                    logits[b, :, offset + n :]], dim=-1))
         return torch.stack(rows)

@@ -12,7 +12,8 @@ import numpy as np
 
 from must.timecode import format_time
 
-__all__ = ["AUDIO_BOS", "AUDIO_EOS", "AUDIO_KEY", "MUSIC_CHANGE_WORDS", "MUSIC_READ_WORDS", "MUSIC_WORDS", "MusTProcessor",
+__all__ = ["AUDIO_BOS", "AUDIO_EOS", "AUDIO_KEY", "MUSIC_CHANGE_WORDS", "MUSIC_READ_WORDS", "MUSIC_WORDS", "REGION_WORDS",
+           "MusTProcessor",
            "time_tokens"]
 
 AUDIO_BOS, AUDIO_EOS, AUDIO_KEY = "<|audio_bos|>", "<|audio_eos|>", "<|audio_key|>"
@@ -25,6 +26,9 @@ MUSIC_CHANGE_WORDS = ("louder", "softer", "speeds", "slows", "accelerates", "dec
                       "picks", "relaxes")
 # music words: their logits read the music's moment (MusTConfig.music_word_ids, one slot per word, in this order)
 MUSIC_READ_WORDS = MUSIC_WORDS + MUSIC_CHANGE_WORDS
+# the words MTR's questions name intensity with: a turn with one of them reads the heard intensity regions
+# (MusTConfig.region_word_ids)
+REGION_WORDS = ("intense", "intensity", "calmest")
 ASSISTANT_TURN = " <|im_end|> <|im_start|> assistant"  # ends the user turn, opens the answer
 # lone digits in a row, as the tokenizer splits numbers ("1 1 0"); not the digits of an M:SS time token
 _SPLIT_NUMBER = re.compile(r"(?<![\w:.])\d(?: \d)+(?![\w:])")
@@ -91,6 +95,11 @@ class MusTProcessor:
         """Config ids that switch on music words: per word of :data:`MUSIC_READ_WORDS`, its token (-1 where the
         tokenizer lacks it), and the turn markers."""
         return {"music_word_ids": self._word_ids(MUSIC_READ_WORDS), **self._turn_ids()}
+
+    def region_word_ids(self) -> dict:
+        """Config ids that switch on the region pointer: the tokens of :data:`REGION_WORDS` the tokenizer has, and the
+        turn markers."""
+        return {"region_word_ids": [i for i in self._word_ids(REGION_WORDS) if i >= 0], **self._turn_ids()}
 
     def _word_ids(self, words: Iterable[str]) -> list[int]:
         """Per word, its token id, -1 where the tokenizer lacks it."""
