@@ -66,6 +66,23 @@ def test_music_words_are_switched_on_and_learned(smoke_run):
     assert norms["stage2_lm"] > 0 and norms["stage3_sft"] != norms["stage2_lm"]
 
 
+def test_region_pointer_is_switched_on_and_learned(smoke_run):
+    """The smoke config turns the region pointer on: stage 3's config holds the ids of the intensity words its
+    tokenizer has, and the zero-initialised region query, which LoRA keeps whole, is learned on MTR's questions."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from must.model.processing import REGION_WORDS
+
+    final = smoke_run / "stage3_sft" / "final"
+    tok = AutoTokenizer.from_pretrained(str(final))
+    ids = json.loads((final / "config.json").read_text())["region_word_ids"]
+    assert ids and ids == [i for i in map(tok.convert_tokens_to_ids, REGION_WORDS) if i != tok.unk_token_id]
+    norms = {n: float(load_file(smoke_run / n / "final" / "model.safetensors")["region_query.weight"].norm())
+             for n in ("stage2_lm", "stage3_sft")}
+    assert norms["stage3_sft"] > 0 and norms["stage3_sft"] != norms["stage2_lm"]
+
+
 def test_rerun_skips_finished_stages(smoke_run):
     res = train(smoke_run)
     assert res.stdout.count("already done; skipping") + res.stderr.count("already done; skipping") == 4

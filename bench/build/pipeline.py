@@ -72,10 +72,15 @@ def assign_splits(track_ids: list[str], fractions: dict[str, float], seed: int) 
     return out
 
 
+def _config_record(cfg: BuildConfig, source: str | None) -> dict[str, Any]:
+    """What ``config.yaml`` records of a build: its config and the folder of real audio it read (``None``: rendered)."""
+    return {"config": to_dict(cfg), "source": source}
+
+
 def _check_config(out: Path, cfg: BuildConfig, source: str | None) -> None:
     if (out / REDRAFT_MARKER).exists():
         raise ValueError(f"{out}: a redraft was interrupted; run the same `must-bench build --redraft` again to finish it")
-    wanted = {"config": to_dict(cfg), "source": source}
+    wanted = _config_record(cfg, source)
     path = out / "config.yaml"
     if path.exists():
         have = yaml.safe_load(path.read_text())
@@ -189,9 +194,9 @@ def redraft(cfg: BuildConfig, out: str | Path, progress: bool = True) -> dict[st
     if not path.exists():
         raise FileNotFoundError(f"{out}: no build to redraft (config.yaml missing); build it first")
     have = yaml.safe_load(path.read_text())
-    wanted = to_dict(cfg)
-    changed = sorted(k for k in set(have["config"]) | set(wanted)
-                     if have["config"].get(k) != wanted.get(k) and k not in REDRAFT_KEYS)
+    wanted = _config_record(cfg, have.get("source"))
+    changed = sorted(k for k in set(have["config"]) | set(wanted["config"])
+                     if have["config"].get(k) != wanted["config"].get(k) and k not in REDRAFT_KEYS)
     if changed:
         raise ValueError(f"{out}: a redraft can change only {', '.join(REDRAFT_KEYS)}; this config also changes "
                          f"{', '.join(changed)} — build into a new --out instead")
@@ -201,7 +206,7 @@ def redraft(cfg: BuildConfig, out: str | Path, progress: bool = True) -> dict[st
     failures = json.loads(failures_path.read_text())
     ids = sorted(p.stem for p in (out / "tracks").glob("*.json"))
     # the folder claims the new config from here on; until the marker goes, only a redraft may finish it
-    path.write_text(yaml.safe_dump({"config": wanted, "source": have.get("source")}, sort_keys=False))
+    path.write_text(yaml.safe_dump(wanted, sort_keys=False))
     (out / REDRAFT_MARKER).touch()
     records = {}
     for tid in tqdm(ids, desc="redraft", unit="track", disable=not progress):
