@@ -302,15 +302,22 @@ def test_pace_head_is_the_last_head_and_the_model_runs_with_it(tiny):
     assert torch.isfinite(paced(**enc, audio_features=[feats]).logits).all()
 
 
+def _louder_from_20s(cfg: MusTConfig) -> torch.Tensor:
+    """Frame features of 30 s for a model with a pace head: the piano plays throughout at a steady pace, and the mix
+    is 20 dB louder from 20 s."""
+    feats = torch.zeros(300, cfg.feature_dim)
+    feats[:, cfg.encoder_dim + 2] = 1.0
+    feats[:, cfg.encoder_dim + cfg.n_heads_out] = torch.where(torch.arange(300) < 200, -2.0, 0.0)
+    feats[:, cfg.encoder_dim + cfg.pace_index] = 0.5
+    return feats
+
+
 def test_region_signals_end_the_pooled_seconds_with_the_heard_regions(tiny):
     model, proc = tiny
     cfg = MusTConfig(**{**model.config.to_dict(), "pace_head": True, "region_signals": True})
     torch.manual_seed(0)
     wide = MusTForCausalLM(cfg).eval()
-    feats = torch.zeros(300, cfg.feature_dim)  # 30 s: the piano plays throughout, the mix is 20 dB louder from 20 s
-    feats[:, cfg.encoder_dim + 2] = 1.0
-    feats[:, cfg.encoder_dim + cfg.n_heads_out] = torch.where(torch.arange(300) < 200, -2.0, 0.0)
-    feats[:, cfg.encoder_dim + cfg.pace_index] = 0.5
+    feats = _louder_from_20s(cfg)
     pooled = wide.model.pool(feats)
     assert wide.model.n_track_signals == 8 and pooled.shape == (30, 2 * 32 + 2 * 8 + 8)
     # the music's moment reads the six track signals without the regions (and three heads), over three seconds × 2
@@ -1384,10 +1391,7 @@ def test_region_pointer_adds_the_heard_regions_to_the_time_logits_of_intensity_t
 
     model, proc = _region_model(REGION_TEXTS)
     cfg, tok = model.config, proc.tokenizer
-    feats = torch.zeros(300, cfg.feature_dim)
-    feats[:, cfg.encoder_dim + 2] = 1.0
-    feats[:, cfg.encoder_dim + cfg.n_heads_out] = torch.where(torch.arange(300) < 200, -2.0, 0.0)
-    feats[:, cfg.encoder_dim + cfg.pace_index] = 0.5
+    feats = _louder_from_20s(cfg)
     v = torch.linspace(-1.0, 1.0, cfg.text_config.hidden_size)
     step = torch.zeros(30)
     step[22], step[29] = 1.0, -0.1
@@ -1415,10 +1419,7 @@ def test_region_pointer_is_carried_through_generation():
     turn, and every later step continues the prompt's turn; the same model asked about the piano does neither."""
     model, proc = _region_model(REGION_TEXTS)
     cfg, tok = model.config, proc.tokenizer
-    feats = torch.zeros(300, cfg.feature_dim)
-    feats[:, cfg.encoder_dim + 2] = 1.0
-    feats[:, cfg.encoder_dim + cfg.n_heads_out] = torch.where(torch.arange(300) < 200, -2.0, 0.0)
-    feats[:, cfg.encoder_dim + cfg.pace_index] = 0.5
+    feats = _louder_from_20s(cfg)
     with torch.no_grad():
         model.lm_head.weight.zero_()  # every logit 0 but the pointer's
     written = {}
