@@ -368,11 +368,11 @@ class MusTModel(MusTPreTrainedModel):
                 break
         return int(key) if key else None
 
-    def _row_audio(self, ids: list[int], feats: torch.Tensor | None, like: torch.Tensor
+    def _row_audio(self, ids: list[int], feats: torch.Tensor | None, like: torch.Tensor, names_intensity: bool = False
                    ) -> tuple[torch.Tensor, ...] | None:
         """(projected seconds, time keys, source keys, source moments, music moments, region features) for one prompt,
         from its features or its ``<|audio_key|>``; region features (:func:`region_features`) only when the prompt
-        names intensity (``config.region_word_ids``), else ``None``."""
+        ``names_intensity`` (some position of it is in a :func:`region_turn`), else ``None``."""
         cfg = self.config
         if cfg.audio_bos_token_id not in ids:
             return None
@@ -391,7 +391,7 @@ class MusTModel(MusTPreTrainedModel):
         signals = pooled[:, -self.n_track_signals :][:, : self.n_music_signals]
         music = self.music_moment(neighbour_seconds(music_columns(heads, signals)))
         regions = None
-        if cfg.region_word_ids and not set(cfg.region_word_ids).isdisjoint(ids):
+        if names_intensity:
             regions = region_features(torch.from_numpy(region_seconds(feats, cfg, pooled.shape[0])).to(pooled))
         return self.projector(pooled), keys, self.source_key(columns), moments, music, regions
 
@@ -410,14 +410,16 @@ class MusTModel(MusTPreTrainedModel):
             t = secs[is_time].float()
             emb = emb.clone()
             emb[is_time] = emb[is_time] + self.time_embed(torch.cat([time_features(t), (t / cfg.max_seconds).unsqueeze(-1)], -1).to(emb.dtype))
+        # before the audio: a prompt's region features are computed only if some turn of it names intensity
+        self.region_turns = [self._region_row(input_ids[b], b, continuing) for b in range(input_ids.shape[0])]
         if not continuing:
             if audio_features is not None and len(audio_features) != input_ids.shape[0]:
                 raise ValueError(f"audio_features has {len(audio_features)} rows for a batch of {input_ids.shape[0]}")
             self.audio_positions = [self._span_positions(input_ids[b]) for b in range(input_ids.shape[0])]
-            self.audio_cache = [self._row_audio(input_ids[b].tolist(), None if audio_features is None else audio_features[b], emb)
+            self.audio_cache = [self._row_audio(input_ids[b].tolist(), None if audio_features is None else audio_features[b],
+                                                emb, bool(self.region_turns[b].any()))
                                 for b in range(input_ids.shape[0])]
         self.asked = [self._asked_row(input_ids[b], b, continuing) for b in range(input_ids.shape[0])]
-        self.region_turns = [self._region_row(input_ids[b], b, continuing) for b in range(input_ids.shape[0])]
         rows = []
         for b in range(input_ids.shape[0]):
             audio = self.audio_cache[b] if b < len(self.audio_cache) else None
