@@ -119,6 +119,17 @@ class SFTStage(LoopConfig):
 
 
 @dataclass
+class ModulePass:
+    """A GRPO pass at the start of stage 4 that trains only ``modules`` (no LoRA adapters), on ``tasks``' prompts, for
+    ``max_steps`` at ``learning_rate`` (everything else as stage 4); merged, then the adapters' pass follows."""
+
+    max_steps: int = 0  # 0: no second pass
+    learning_rate: float = 1e-3
+    tasks: list[str] = field(default_factory=lambda: ["MTR"])
+    modules: list[str] = field(default_factory=lambda: ["region_query"])
+
+
+@dataclass
 class GRPOStage(LoopConfig):
     """Stage 4: TRL GRPO with rewards from ``rewards/``."""
 
@@ -141,6 +152,12 @@ class GRPOStage(LoopConfig):
     # modules trained fully beside the LoRA adapters (MusT: e.g. ``time_query``, the pointer's query, which decides
     # every written time; empty: the LM's LoRA adapters only)
     modules_to_save: list[str] = field(default_factory=list)
+    # false: GRPO trains ``modules_to_save`` alone and leaves the LM's LoRA adapters at zero
+    train_adapters: bool = True
+    # MusT: a pass training only the region query on MTR's prompts before the adapters' pass. A few thousand weights
+    # every MTR question shares learn how far to trust the heads' intensity regions, where the adapters learn per
+    # question (docs/training-log.md, session 51)
+    module_pass: ModulePass = field(default_factory=ModulePass)
     # TRL turns it on by default to save memory on large policies; MusT-small needs none and would recompute every
     # layer's forward in the backward pass
     gradient_checkpointing: bool = False
@@ -174,6 +191,13 @@ class TrainConfig:
             raise ValueError(f"stage3.tad_target: 'full' or 'reference', got {self.stage3.tad_target!r}")
         if self.stage4.split not in ("train", "val"):
             raise ValueError(f"stage4.split: 'train' or 'val', got {self.stage4.split!r}")
+        if not self.stage4.train_adapters and not self.stage4.modules_to_save:
+            raise ValueError("stage4.train_adapters false trains stage4.modules_to_save alone: name at least one module")
+        if self.stage4.module_pass.max_steps > 0 and not self.stage4.module_pass.modules:
+            raise ValueError("stage4.module_pass trains stage4.module_pass.modules alone: name at least one module")
+        if self.stage4.module_pass.max_steps > 0 and self.model.kind != "must":
+            raise ValueError("stage4.module_pass trains MusT's own modules (region_query); set stage4.module_pass.max_steps "
+                             f"to 0 for model.kind {self.model.kind}")
         if self.stage4.baseline not in ("greedy", "constrained"):
             raise ValueError(f"stage4.baseline: 'greedy' or 'constrained', got {self.stage4.baseline!r}")
         if self.model.kind != "must" and (self.model.audio_first or self.stage2.pack_turns > 1 or self.stage3.pack_turns > 1):

@@ -6,6 +6,7 @@ a feature store (MusT: ``<|audio_key|> K``; an hf audio-LM: ``[K]`` before its a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import types
@@ -23,7 +24,7 @@ from must.model.inference import CONSTRAINED_TIME_RULES, TimeChoice, answer_form
 from rewards import build_reward_funcs, load_reward_config, needs_baseline
 from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
                            rank_world, resume_point, stage_dir, trainer_kwargs)
-from stages.config import TrainConfig
+from stages.config import GRPOStage, ModulePass, TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced
 
@@ -181,12 +182,30 @@ class GRPOStageRecipe:
         return {"suppress_tokens": audio_token_ids(self.processor)}
 
     def setup(self) -> None:
-        """Load stage 3, fill the audio store, build the prompt dataset, rewards and the GRPO trainer."""
+        """Load stage 3, fill the audio store, build the prompt dataset, rewards and the first GRPO trainer."""
         self.sdir.mkdir(parents=True, exist_ok=True)
         model, self.processor = load_stage_model(self.cfg, stage_dir(self.out, 3) / "final")
         freeze_audio_encoder(self.kind, model)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
-        st = self.cfg.stage4
+        mp = self.cfg.stage4.module_pass
+        if mp.max_steps > 0:
+            self.module_dir = self.sdir / "module_pass"
+            self.module_dir.mkdir(exist_ok=True)
+            log.info("stage 4: module pass, %s on %s prompts for %d steps", mp.modules, mp.tasks, mp.max_steps)
+            self.trainer = self._trainer(model, self._module_pass_stage(), self.module_dir)
+        else:
+            self.module_dir = None
+            self.trainer = self._trainer(model, self.cfg.stage4, self.sdir)
+
+    def _module_pass_stage(self) -> GRPOStage:
+        """Stage 4's settings for the module pass: its tasks, steps and rate, only its modules trained."""
+        mp = self.cfg.stage4.module_pass
+        return dataclasses.replace(self.cfg.stage4, max_steps=mp.max_steps, learning_rate=mp.learning_rate,
+                                   tasks=list(mp.tasks), modules_to_save=list(mp.modules), train_adapters=False,
+                                   module_pass=ModulePass())
+
+    def _trainer(self, model, st: GRPOStage, sdir: Path) -> GRPOTrainer:
+        """A GRPO trainer of ``model`` on ``st.tasks``' prompts, checkpointing and logging under ``sdir``."""
         examples = balanced(self.data.examples(st.split, st.tasks), self.cfg.seed)
         prompts, tok = self._prompts(model, examples)
         rows = [{"prompt": p, **{k: e[k] for k in ("task", "answer", "answers", "duration", "question", "qa_type")}}
@@ -196,25 +215,36 @@ class GRPOStageRecipe:
         baseline = PolicyBaseline(BASELINE_TIME_RULES[st.baseline]) if needs_baseline(reward_cfg) else None
         if baseline is not None:
             funcs = [baseline.wrap(f) for f in funcs]
-        args = GRPOConfig(**trainer_kwargs(st, self.sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,
+        args = GRPOConfig(**trainer_kwargs(st, sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,
                           temperature=st.temperature, max_completion_length=st.max_completion_length,
                           reward_weights=weights, log_completions=False, bf16=False,
                           gradient_checkpointing=st.gradient_checkpointing,
                           generation_kwargs=self._generation_kwargs())
         lora = lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout)
         lora.modules_to_save = list(st.modules_to_save) or None
-        self.trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
-                                   processing_class=tok, peft_config=lora,
-                                   callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 4)])
+        trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                              processing_class=tok, peft_config=lora, callbacks=[JsonlLogger(sdir / "metrics.jsonl", 4)])
+        if not st.train_adapters:
+            for name, p in trainer.model.named_parameters():
+                if "lora_" in name:
+                    p.requires_grad_(False)
         if baseline is not None:
-            baseline.trainer = self.trainer
+            baseline.trainer = trainer
         if self.kind == "must":
-            score_with_full_logits(self.trainer.model.get_base_model(), st.temperature)
+            score_with_full_logits(trainer.model.get_base_model(), st.temperature)
             if st.sample_in_answer_form:
-                sample_in_answer_form(self.trainer.model.get_base_model(), tok)
+                sample_in_answer_form(trainer.model.get_base_model(), tok)
+        return trainer
 
     def train(self) -> None:
-        """Train (resuming from the last checkpoint if one exists)."""
+        """Train (resuming from the last checkpoint if one exists): the module pass first, if configured, merged, then
+        the adapters' pass."""
+        if self.module_dir is not None:
+            self.trainer.train(resume_from_checkpoint=resume_point(self.module_dir))
+            peft_model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            if rank_world()[0] == 0:
+                peft_model.save_pretrained(str(self.module_dir / "adapter"))
+            self.trainer = self._trainer(peft_model.merge_and_unload(), self.cfg.stage4, self.sdir)
         self.trainer.train(resume_from_checkpoint=resume_point(self.sdir))
 
     def save_checkpoint(self) -> None:

@@ -165,6 +165,24 @@ def test_activity_pos_weight_config_takes_a_number_or_auto():
         load_config(TrainConfig, smoke, ["stage1.activity_pos_weight=sometimes"])
 
 
+def test_stage4_module_pass_config_is_checked_before_launch():
+    import pytest
+
+    from must.config import ConfigError, load_config
+    from stages.config import TrainConfig
+    from tests.conftest import ROOT
+
+    smoke = ROOT / "configs" / "stages" / "smoke.yaml"
+    mp = load_config(TrainConfig, smoke, ["stage4.module_pass.max_steps=5", "stage4.module_pass.tasks=[MTR,TSG]"]).stage4.module_pass
+    assert (mp.max_steps, mp.learning_rate, mp.tasks, mp.modules) == (5, 1e-3, ["MTR", "TSG"], ["region_query"])
+    with pytest.raises(ConfigError, match="name at least one module"):
+        load_config(TrainConfig, smoke, ["stage4.module_pass.max_steps=5", "stage4.module_pass.modules=[]"])
+    with pytest.raises(ConfigError, match="MusT's own modules"):
+        load_config(TrainConfig, smoke, ["stage4.module_pass.max_steps=5", "model.kind=hf", "model.path=x"])
+    with pytest.raises(ConfigError, match="train_adapters false"):
+        load_config(TrainConfig, smoke, ["stage4.train_adapters=false"])
+
+
 def test_wave_samples_memory_maps_the_cache_and_crops_match_the_whole_wave(tmp_path):
     import functools
     from types import SimpleNamespace
