@@ -188,7 +188,7 @@ class GRPOStageRecipe:
         freeze_audio_encoder(self.kind, model)
         self.data = TrainData(self.cfg.bench, self.out, self.cfg.max_train_tracks, self.cfg.seed)
         mp = self.cfg.stage4.module_pass
-        if mp.max_steps > 0:
+        if mp.max_steps > 0 and self.kind == "must":  # the modules are MusT's (the config warns for other kinds)
             self.module_dir = self.sdir / "module_pass"
             self.module_dir.mkdir(exist_ok=True)
             log.info("stage 4: module pass, %s on %s prompts for %d steps", mp.modules, mp.tasks, mp.max_steps)

@@ -165,7 +165,7 @@ def test_activity_pos_weight_config_takes_a_number_or_auto():
         load_config(TrainConfig, smoke, ["stage1.activity_pos_weight=sometimes"])
 
 
-def test_stage4_module_pass_config_is_checked_before_launch():
+def test_stage4_module_pass_config_is_checked_before_launch(caplog):
     import pytest
 
     from must.config import ConfigError, load_config
@@ -174,11 +174,14 @@ def test_stage4_module_pass_config_is_checked_before_launch():
 
     smoke = ROOT / "configs" / "stages" / "smoke.yaml"
     mp = load_config(TrainConfig, smoke, ["stage4.module_pass.max_steps=5", "stage4.module_pass.tasks=[MTR,TSG]"]).stage4.module_pass
-    assert (mp.max_steps, mp.learning_rate, mp.tasks, mp.modules) == (5, 1e-3, ["MTR", "TSG"], ["region_query"])
+    assert (mp.max_steps, mp.learning_rate, mp.tasks, mp.modules) == (5, 0.01, ["MTR", "TSG"], ["region_query"])
     with pytest.raises(ConfigError, match="name at least one module"):
         load_config(TrainConfig, smoke, ["stage4.module_pass.max_steps=5", "stage4.module_pass.modules=[]"])
-    with pytest.raises(ConfigError, match="MusT's own modules"):
-        load_config(TrainConfig, smoke, ["stage4.module_pass.max_steps=5", "model.kind=hf", "model.path=x"])
+    hf = load_config(TrainConfig, smoke, ["model.kind=hf", "model.path=x"])  # the smoke config serves both kinds
+    assert hf.stage4.module_pass.max_steps > 0
+    with caplog.at_level("WARNING", logger="stages.config"):
+        load_config(TrainConfig, smoke, ["model.kind=hf", "model.path=x"])
+    assert "model.kind hf runs stage 4 without it" in caplog.text
     with pytest.raises(ConfigError, match="train_adapters false"):
         load_config(TrainConfig, smoke, ["stage4.train_adapters=false"])
 
