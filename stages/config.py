@@ -197,10 +197,13 @@ class TrainConfig:
             raise ValueError("stage4.module_pass trains stage4.module_pass.modules alone: name at least one module")
         if self.stage4.baseline not in ("greedy", "constrained"):
             raise ValueError(f"stage4.baseline: 'greedy' or 'constrained', got {self.stage4.baseline!r}")
-        if self.model.kind != "must" and (self.model.audio_first or self.stage2.pack_turns > 1 or self.stage3.pack_turns > 1):
-            # the same config serves both kinds; an hf audio-LM keeps its own chat template, one question per sequence
-            logging.getLogger(__name__).warning("model.audio_first and stage2/3.pack_turns shape MusT's prompts; "
-                                                "model.kind %s trains one question per sequence", self.model.kind)
-        if self.model.kind != "must" and self.stage4.module_pass.max_steps > 0:
-            logging.getLogger(__name__).warning("stage4.module_pass trains MusT's own modules (%s); model.kind %s runs "
-                                                "stage 4 without it", ", ".join(self.stage4.module_pass.modules), self.model.kind)
+        if self.model.kind != "must":
+            # the same config serves both kinds: what shapes MusT's prompts or trains MusT's own modules is left out
+            warn = logging.getLogger(__name__).warning
+            if self.model.audio_first or self.stage2.pack_turns > 1 or self.stage3.pack_turns > 1:
+                # an hf audio-LM keeps its own chat template, one question per sequence
+                warn("model.audio_first and stage2/3.pack_turns shape MusT's prompts; model.kind %s trains one question "
+                     "per sequence", self.model.kind)
+            if self.stage4.module_pass.max_steps > 0:
+                warn("stage4.module_pass trains MusT's own modules (%s); model.kind %s runs stage 4 without it",
+                     ", ".join(self.stage4.module_pass.modules), self.model.kind)
