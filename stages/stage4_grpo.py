@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from must.model.heard import heard_for
@@ -28,9 +28,18 @@ from stages.config import GRPOStage, ModulePass, TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced
 
-__all__ = ["GRPOStageRecipe", "PolicyBaseline", "score_with_full_logits", "sample_in_answer_form"]
+__all__ = ["GRPOStageRecipe", "DropUnscoredMetrics", "PolicyBaseline", "score_with_full_logits", "sample_in_answer_form"]
 
 log = logging.getLogger(__name__)
+
+
+class DropUnscoredMetrics(TrainerCallback):
+    """Drop the metrics TRL logs as None — a reward that scored none of the logged steps' prompts (``choice_accuracy``
+    on TSG/MTR prompts) — before the TensorBoard callback warns about each of them at every log."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in [k for k, v in (logs or {}).items() if v is None]:
+            del logs[key]
 
 
 def score_with_full_logits(model, temperature: float) -> None:
@@ -224,6 +233,7 @@ class GRPOStageRecipe:
         lora.modules_to_save = list(st.modules_to_save) or None
         trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
                               processing_class=tok, peft_config=lora, callbacks=[JsonlLogger(sdir / "metrics.jsonl", 4)])
+        trainer.callback_handler.callbacks.insert(0, DropUnscoredMetrics())  # before the TensorBoard callback sees them
         if not st.train_adapters:
             for name, p in trainer.model.named_parameters():
                 if "lora_" in name:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,8 @@ def train(out, *extra, stage="all", wait=True):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "run"
-    train(out)
+    res = train(out)
+    (out.parent / "train.log").write_text(res.stdout + res.stderr)
     return out
 
 
@@ -44,6 +46,11 @@ def test_all_stages_write_safetensors_and_metrics(smoke_run):
         assert list((smoke_run / name / "tensorboard").glob("events.out.tfevents.*")), name
     grpo = [json.loads(x) for x in (smoke_run / "stage4_grpo" / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/timestamp_exp/mean" in x for x in grpo)  # TRL logs our rewards by name
+    # the module pass samples MTR alone: TRL logs the TSG reward as None there, which is dropped, not warned about
+    module = [json.loads(x) for x in (smoke_run / "stage4_grpo" / "module_pass" / "metrics.jsonl").read_text().splitlines()]
+    assert any("rewards/interval_iou/mean" in x for x in module)
+    assert not any("rewards/timestamp_exp/mean" in x for x in module)
+    assert 'log a value of "None"' not in (smoke_run.parent / "train.log").read_text()
     assert (smoke_run / "stage3_sft" / "adapter" / "adapter_config.json").exists()  # LoRA (peft)
     val = json.loads((smoke_run / "stage3_sft" / "val" / "scores.json").read_text())  # the real evaluate harness on val
     assert "overall" in val
@@ -103,9 +110,11 @@ def test_checkpoint_evaluates_through_the_must_adapter(smoke_run, tmp_path):
 
 
 STAGE_DIRS = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"}
-# longer than the smoke config, with a checkpoint early on, so the kill lands mid-stage
+# longer than the smoke config, with a checkpoint early on, so the kill lands mid-stage; "4m" kills stage 4 inside its
+# module pass (which checkpoints under stage4_grpo/module_pass/ with stage 4's save_steps)
 KILL_RUNS = {1: ("stage1.max_steps=24", "stage1.save_steps=6"), 2: ("stage2.max_steps=24", "stage2.save_steps=6"),
-             3: ("stage3.max_steps=40", "stage3.save_steps=8"), 4: ("stage4.max_steps=8", "stage4.save_steps=2")}
+             3: ("stage3.max_steps=40", "stage3.save_steps=8"), 4: ("stage4.max_steps=8", "stage4.save_steps=2"),
+             "4m": ("stage4.module_pass.max_steps=8", "stage4.save_steps=2")}
 
 
 def _copy_earlier_stages(src, dst, stage):
@@ -131,18 +140,20 @@ def _leave_a_checkpoint_half_saved(ckdir, save_steps):
             shutil.copy(weights, half / weights.name)
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3, 4])
-def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_run, tmp_path, stage):
+@pytest.mark.parametrize("case", [1, 2, 3, 4, "4m"])
+def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_run, tmp_path, case):
     from safetensors.torch import load_file
 
-    extra = (*KILL_RUNS[stage], "val_items=0")
-    name, save_steps = STAGE_DIRS[stage], int(KILL_RUNS[stage][1].split("=")[1])
+    stage = int(str(case)[0])
+    extra = (*KILL_RUNS[case], "val_items=0")
+    name, save_steps = STAGE_DIRS[stage], int(KILL_RUNS[case][1].split("=")[1])
+    watched = Path(name, "module_pass") if case == "4m" else Path(name)  # where the kill lands and the resume starts
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     _copy_earlier_stages(smoke_run, clean, stage)
     _copy_earlier_stages(smoke_run, killed, stage)
     train(clean, *extra, stage=str(stage))
     proc = train(killed, *extra, stage=str(stage), wait=False)
-    first = killed / name / "checkpoints" / f"checkpoint-{save_steps}" / "trainer_state.json"
+    first = killed / watched / "checkpoints" / f"checkpoint-{save_steps}" / "trainer_state.json"
     deadline = time.time() + 600
     while not first.exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -150,12 +161,16 @@ def test_sigkill_during_a_stage_then_resume_matches_an_uninterrupted_run(smoke_r
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher's group; the torchrun worker follows via PR_SET_PDEATHSIG
     proc.wait()
     assert not (killed / name / "final" / "DONE").exists(), "the stage finished before the kill"
-    _leave_a_checkpoint_half_saved(killed / name / "checkpoints", save_steps)
+    if case == "4m":
+        assert not (killed / watched / "adapter").exists(), "the module pass finished before the kill"
+    _leave_a_checkpoint_half_saved(killed / watched / "checkpoints", save_steps)
     train(killed, *extra, stage=str(stage))
     assert (killed / name / "final" / "DONE").exists()
-    steps = [json.loads(x)["step"] for x in (killed / name / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
-    clean_steps = [json.loads(x)["step"] for x in (clean / name / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
-    assert steps == clean_steps, f"resumed log {steps} differs from the uninterrupted one {clean_steps}"
+    for logged in {watched, Path(name)}:
+        steps = [json.loads(x)["step"] for x in (killed / logged / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+        clean_steps = [json.loads(x)["step"] for x in (clean / logged / "metrics.jsonl").read_text().splitlines()
+                       if '"loss"' in x]
+        assert steps == clean_steps, f"resumed log {steps} differs from the uninterrupted one {clean_steps} ({logged})"
     a = load_file(str(clean / name / "final" / "model.safetensors"))
     b = load_file(str(killed / name / "final" / "model.safetensors"))
     assert a.keys() == b.keys()
