@@ -222,6 +222,9 @@ def test_must_adapter_names_and_checks_its_gto_arguments(tiny, tmp_path):
     for bad in (0, 2.5, "3", True):
         with pytest.raises(ValueError, match="gto_min_gap must be a whole number"):
             load_model(spec, choices="constrained", gto_min_gap=bad)
+    assert load_model(spec, choices="constrained").avqa_closed is True
+    open_avqa = load_model(spec, **parse_model_args("choices=constrained,avqa_closed=false"))
+    assert open_avqa.avqa_closed is False and open_avqa.name == f"must:{tmp_path.name}+constrained(avqa_closed=false)"
 
 
 def test_encode_audio_handles_chunk_tails(tiny):
@@ -502,6 +505,48 @@ def test_constrained_writes_tsg_and_mtr_times_by_their_rules(tiny, monkeypatch):
     other = [{**items[0], "question": "When is the piano heard first?"}]  # not the benchmark's wording: no scan
     assert set(times(answer_batch(model, proc, other, [feats], 24, choices="constrained")[0])) == {"0:02"}
     assert len(asked) == 1
+
+
+def test_avqa_candidates_are_the_named_pair_else_the_vocabulary():
+    from bench.metrics.avqa import VOCAB
+    from must.model.inference import avqa_candidates
+
+    assert avqa_candidates("Which instrument comes in first, the tuba or the bassoon?") == ["tuba", "bassoon"]
+    assert avqa_candidates("Which instrument comes in first, the drums or the electric bass?") == ["drum", "electric_bass"]
+    assert avqa_candidates("Which is first, the acoustic guitar or the acoustic guitar?") == VOCAB  # one name twice
+    assert avqa_candidates("Which instrument comes in first, the tuba or the synth pad?") == VOCAB  # not a vocabulary word
+    assert avqa_candidates("How many instruments (including voices) can be heard in this piece?") == VOCAB
+
+
+def test_constrained_avqa_answers_the_most_probable_allowed_answer(monkeypatch):
+    from bench.metrics.avqa import VOCAB
+    from must.model.inference import answer_batch
+
+    questions = ["How many instruments (including voices) can be heard in this piece?",
+                 "Which instrument comes in first, the tuba or the bassoon?"]
+    proc = MusTProcessor.build(questions + [" ".join(VOCAB).replace("_", " ")], max_seconds=30)
+    cfg = MusTConfig(sources=["tuba", "bassoon"], encoder_dim=32, encoder_layers=1, encoder_channels=8, max_seconds=30,
+                     text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                      max_position_embeddings=512), **proc.config_ids())
+    torch.manual_seed(1)
+    model = MusTForCausalLM(cfg).eval()
+    feats = model.encode_audio(np.random.default_rng(4).normal(0, 0.1, 16000 * 6).astype(np.float32))
+    items = [{"question": q, "duration": 6.0, "task": "AVQA"} for q in questions]
+
+    def total_logprob(question: str, answer: str) -> float:
+        p = proc.tokenizer(proc.prompt(question, 6.0), add_special_tokens=False)["input_ids"]
+        t = proc.tokenizer(proc.answer(answer), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([p + t]), audio_features=[feats]).logits[0], -1)
+        return sum(float(logp[len(p) - 1 + i, tok]) for i, tok in enumerate(t))
+
+    by_hand = [max(VOCAB, key=lambda a: total_logprob(questions[0], a)),
+               max(["tuba", "bassoon"], key=lambda a: total_logprob(questions[1], a))]
+    assert answer_batch(model, proc, items, [feats, feats], 8, choices="constrained") == by_hand
+    greedy = answer_batch(model, proc, items, [feats, feats], 8)
+    assert answer_batch(model, proc, items, [feats, feats], 8, choices="constrained", avqa_closed=False) == greedy
+    assert answer_batch(model, proc, items, [feats, feats], 8, choices="scored") == greedy  # constrained only
 
 
 def test_tsg_change_reads_the_benchmark_wording():

@@ -35,7 +35,10 @@ model, asked LTR's question at every second, recognises the asked change there (
 boundary the distribution's median (:func:`median_second`, the least expected error in seconds); a TAD description
 names each source once (:class:`DistinctSources`; a quarter of l30's descriptions listed one source twice, "while the
 tuba and tuba keep playing"; TAD 46.6 → 47.0 for l30 and 44.0 → 44.7 for f27 on 150 test questions,
-docs/training-log.md).
+docs/training-log.md). An AVQA answer (``avqa_closed``) is the allowed answer whose whole answer turn the model finds
+most probable (:func:`avqa_candidates`, :func:`closed_answer`): one of the two instruments a question names ("which
+comes in first, the tuba or the bassoon?"), else a word of the MUSIC-AVQA answer vocabulary, as that protocol scores a
+closed set of answers (for d53, 80 of 984 test answers had been a time or nothing the vocabulary holds).
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
@@ -55,7 +58,7 @@ from must.model.modeling import CACHE_ARG, MusTForCausalLM, time_token_seconds
 from must.model.processing import MusTProcessor
 from must.timecode import TimeExpression, find_times, format_time, parse_time
 
-__all__ = ["answer_batch", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
+__all__ = ["answer_batch", "avqa_candidates", "closed_answer", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
            "ordering_probability", "written_time_probs", "shared_audio_prefix", "scan_scores", "scanned_time_probs", "tsg_change",
            "scanned_change_scores", "scanned_hit_second", "grounded_time_probs", "grounding_bonus",
            "source_change", "combine_time_probs",
@@ -199,14 +202,15 @@ def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProces
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate", ltr_calibration: float = LTR_CALIBRATION,
                  gto_scan: bool = True, gto_min_gap: int | None = None, gto_grounding: bool = True,
-                 ltr_grounding: bool = True, tsg_scan: bool = True) -> list[str]:
+                 ltr_grounding: bool = True, tsg_scan: bool = True, avqa_closed: bool = True) -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
     features: greedy text, with multiple-choice letters chosen as described in the module doc when ``choices`` is
     ``"scored"`` or ``"constrained"`` (``ltr_calibration``: see there, 0 turns it off; ``gto_scan``: GTO's times
     also from :func:`scanned_time_probs`; ``gto_grounding``: GTO's entries and exits also from
     :func:`grounded_time_probs`; ``ltr_grounding``: LTR options that are a source entering or stopping weighed by
     :func:`grounding_bonus`; ``tsg_scan``: a TSG time also from :func:`scanned_change_scores`; ``gto_min_gap``: seconds
-    between consecutive changes when ordering them, default :data:`GTO_MIN_GAP`)."""
+    between consecutive changes when ordering them, default :data:`GTO_MIN_GAP`; ``avqa_closed``, ``constrained``
+    only: an AVQA answer is :func:`closed_answer` among :func:`avqa_candidates`)."""
     if choices not in CHOICE_MODES:
         raise ValueError(f"choices must be one of {CHOICE_MODES}, got {choices!r}")
     model.eval()
@@ -290,7 +294,34 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 letter = letter or order_from_times(answers[k], options)
                 if letter:
                     answers[k] = f"{_ANSWER_TAG.split(answers[k])[0].strip()} Answer: {letter}"
+            elif item.get("task") == "AVQA" and choices == "constrained" and avqa_closed:
+                answers[k] = closed_answer(model, processor, prompts[k], feats, avqa_candidates(item["question"]))
     return answers
+
+
+_NAMED_PAIR = re.compile(r"\bthe ([a-z][a-z_ ]*?) or the ([a-z][a-z_ ]*?)\s*\?", re.IGNORECASE)
+
+
+def avqa_candidates(question: str) -> list[str]:
+    """The answers an AVQA question allows: the two instruments it names ("…, the tuba or the electric bass?" →
+    ``["tuba", "electric_bass"]``, in MUSIC-AVQA spelling), else the whole MUSIC-AVQA answer vocabulary."""
+    from bench.metrics.avqa import VOCAB, normalize_answer
+
+    if m := _NAMED_PAIR.search(question):
+        named = [normalize_answer(name).value for name in m.groups()]
+        if all(named) and named[0] != named[1]:
+            return named
+    return list(VOCAB)
+
+
+def closed_answer(model, processor: MusTProcessor, prompt: str, features: torch.Tensor, candidates: list[str]) -> str:
+    """The candidate whose answer turn (``processor.answer``, end of turn included) is most probable after
+    ``prompt``: the sum of its tokens' log-probabilities, so an answer of several tokens is not favoured because its
+    later tokens are easy to predict."""
+    tok = processor.tokenizer
+    lengths = np.array([len(tok(processor.answer(c), add_special_tokens=False)["input_ids"]) for c in candidates])
+    totals = options_loglik(model, processor, [prompt], features, candidates)[0] * lengths
+    return candidates[int(np.argmax(totals))]
 
 
 def shifted_questions(question: str, duration: float, shifts: tuple[int, ...] = CALIBRATION_SHIFTS) -> list[str]:

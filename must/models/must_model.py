@@ -31,11 +31,14 @@ class MusTAdapter(Model):
     existed). ``tsg_scan`` (``constrained`` only): a TSG time also from LTR's question about the asked change, asked
     at every second (false: from the pointer alone, as before this option existed; a TSG answer takes about 0.5 s
     with the scan and 0.1 s without, on 2 CPU cores). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
-    ordering (default :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed)."""
+    ordering (default :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed).
+    ``avqa_closed`` (``constrained`` only): an AVQA answer is the most probable of the answers the question allows (the
+    two instruments it names, else the MUSIC-AVQA vocabulary; false: the greedy text, as before this option existed)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
                  ltr_calibration: float | None = None, gto_scan: bool = True, gto_min_gap: int | None = None,
-                 gto_grounding: bool = True, ltr_grounding: bool = True, tsg_scan: bool = True):
+                 gto_grounding: bool = True, ltr_grounding: bool = True, tsg_scan: bool = True,
+                 avqa_closed: bool = True):
         import torch
 
         from bench.evaluate.prompts import load_prompts
@@ -58,12 +61,12 @@ class MusTAdapter(Model):
         tail = path.rstrip("/").split("/")
         self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("" if choices == "generate" else f"+{choices}")
         flags = {"gto_scan": gto_scan, "gto_grounding": gto_grounding, "ltr_grounding": ltr_grounding,
-                 "tsg_scan": tsg_scan}
+                 "tsg_scan": tsg_scan, "avqa_closed": avqa_closed}
         for key, value in flags.items():
             if not isinstance(value, bool):
                 raise ValueError(f"must: {key} must be true or false, got {value!r}")
         self.gto_scan, self.gto_grounding, self.ltr_grounding = gto_scan, gto_grounding, ltr_grounding
-        self.tsg_scan = tsg_scan
+        self.tsg_scan, self.avqa_closed = tsg_scan, avqa_closed
         self.gto_min_gap = GTO_MIN_GAP if gto_min_gap is None else gto_min_gap
         if isinstance(self.gto_min_gap, bool) or not isinstance(self.gto_min_gap, int) or self.gto_min_gap < 1:
             raise ValueError(f"must: gto_min_gap must be a whole number of seconds, at least 1, got {gto_min_gap!r}")
@@ -100,6 +103,7 @@ class MusTAdapter(Model):
         if ok:
             for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices,
                                                 self.ltr_calibration, self.gto_scan, self.gto_min_gap,
-                                                self.gto_grounding, self.ltr_grounding, self.tsg_scan)):
+                                                self.gto_grounding, self.ltr_grounding, self.tsg_scan,
+                                                self.avqa_closed)):
                 out[i] = a
         return out
