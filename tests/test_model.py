@@ -518,7 +518,7 @@ def test_avqa_candidates_are_the_named_pair_else_the_vocabulary():
     assert avqa_candidates("How many instruments (including voices) can be heard in this piece?") == VOCAB
 
 
-def test_constrained_avqa_answers_the_most_probable_allowed_answer(monkeypatch):
+def test_constrained_avqa_answers_the_most_probable_allowed_answer():
     from bench.metrics.avqa import VOCAB
     from must.model.inference import answer_batch
 

@@ -38,7 +38,7 @@ tuba and tuba keep playing"; TAD 46.6 → 47.0 for l30 and 44.0 → 44.7 for f27
 docs/training-log.md). An AVQA answer (``avqa_closed``) is the allowed answer whose whole answer turn the model finds
 most probable (:func:`avqa_candidates`, :func:`closed_answer`): one of the two instruments a question names ("which
 comes in first, the tuba or the bassoon?"), else a word of the MUSIC-AVQA answer vocabulary, as that protocol scores a
-closed set of answers (for d53, 80 of 984 test answers had been a time or nothing the vocabulary holds).
+closed set of answers (80 of d53's 984 greedy test answers were unparsed, most of them a time).
 Either way, an interval's end is written after its start (:class:`IntervalEndAfterStart`).
 """
 
@@ -58,7 +58,8 @@ from must.model.modeling import CACHE_ARG, MusTForCausalLM, time_token_seconds
 from must.model.processing import MusTProcessor
 from must.timecode import TimeExpression, find_times, format_time, parse_time
 
-__all__ = ["answer_batch", "avqa_candidates", "closed_answer", "option_loglik", "options_loglik", "order_from_times", "order_from_time_probs",
+__all__ = ["answer_batch", "avqa_candidates", "closed_answer", "option_loglik", "options_loglik", "order_from_times",
+           "order_from_time_probs",
            "ordering_probability", "written_time_probs", "shared_audio_prefix", "scan_scores", "scanned_time_probs", "tsg_change",
            "scanned_change_scores", "scanned_hit_second", "grounded_time_probs", "grounding_bonus",
            "source_change", "combine_time_probs",
