@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+import torch
+
 from benchmarks.__main__ import main
 from benchmarks.throughput import rewards
 
@@ -198,3 +201,17 @@ def test_tad_ceiling_command_prints_and_saves_its_table(tiny_bench, tmp_path, ca
     assert "| the annotation's description | 2 |" in table
     assert json.loads((tmp_path / "tad_ceiling.json").read_text())["questions"] == 2
     assert capsys.readouterr().out.startswith("2 TAD questions (test)\n| description |")
+
+
+def test_encoder_step_variants_run_and_channels_last_computes_the_same_encoder():
+    from benchmarks.encoder_step import VARIANTS, _encoder, run, step_seconds
+
+    result = run(steps=1, batch=2, seconds=2.0)
+    assert set(result["step_s"]) == set(VARIANTS) and all(t > 0 for t in result["step_s"].values())
+    assert result["speedup"]["float32"] == 1.0
+    with pytest.raises(ValueError, match="variant must be one of"):
+        step_seconds("float16")
+    mel, offset = torch.randn(2, 64, 100), torch.zeros(2)
+    with torch.no_grad():
+        plain, fast = _encoder(False).eval()(mel, offset)[1], _encoder(True).eval()(mel, offset)[1]
+    assert torch.allclose(plain, fast, atol=1e-4)
