@@ -12,14 +12,20 @@ from must.model import MusTConfig, MusTForCausalLM, MusTProcessor, inference
 from must.model.modeling import contrast, source_context, time_features, track_signals
 
 
+def _tiny_config(proc: MusTProcessor, sources: list[str], max_seconds: int = 120, **extra) -> MusTConfig:
+    """The tests' tiny MusT config (32-wide, one layer each) for ``proc``'s tokenizer."""
+    return MusTConfig(sources=sources, encoder_dim=32, encoder_layers=1, encoder_channels=8, max_seconds=max_seconds,
+                      text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                       max_position_embeddings=512),
+                      **proc.config_ids(), **extra)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     proc = MusTProcessor.build(["When does the piano first start to play?", "The drums enter and the tempo speeds up."],
                                max_seconds=120)
-    cfg = MusTConfig(sources=["piano", "drums"], encoder_dim=32, encoder_layers=1, encoder_channels=8, max_seconds=120,
-                     text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512),
-                     **proc.config_ids())
+    cfg = _tiny_config(proc, ["piano", "drums"])
     torch.manual_seed(0)
     return MusTForCausalLM(cfg).eval(), proc
 
@@ -525,10 +531,7 @@ def test_constrained_avqa_answers_the_most_probable_allowed_answer():
     questions = ["How many instruments (including voices) can be heard in this piece?",
                  "Which instrument comes in first, the tuba or the bassoon?"]
     proc = MusTProcessor.build(questions + [" ".join(VOCAB).replace("_", " ")], max_seconds=30)
-    cfg = MusTConfig(sources=["tuba", "bassoon"], encoder_dim=32, encoder_layers=1, encoder_channels=8, max_seconds=30,
-                     text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                                      max_position_embeddings=512), **proc.config_ids())
+    cfg = _tiny_config(proc, ["tuba", "bassoon"], max_seconds=30)
     torch.manual_seed(1)
     model = MusTForCausalLM(cfg).eval()
     feats = model.encode_audio(np.random.default_rng(4).normal(0, 0.1, 16000 * 6).astype(np.float32))
@@ -1393,11 +1396,7 @@ def _region_model(texts: list[str]):
     """A tiny MusT with a pace head whose tokenizer knows ``texts``, the region pointer switched on."""
     proc = MusTProcessor.build(texts, max_seconds=120)
     proc = MusTProcessor(proc.tokenizer, 120, audio_first=True)
-    cfg = MusTConfig(sources=["piano", "drums"], encoder_dim=32, encoder_layers=1, encoder_channels=8, max_seconds=120,
-                     pace_head=True, text_config=dict(vocab_size=len(proc.tokenizer), hidden_size=32, intermediate_size=64,
-                                                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                                                      max_position_embeddings=512),
-                     **proc.config_ids(), **proc.region_word_ids())
+    cfg = _tiny_config(proc, ["piano", "drums"], pace_head=True, **proc.region_word_ids())
     torch.manual_seed(0)
     return MusTForCausalLM(cfg).eval(), proc
 

@@ -319,10 +319,7 @@ def closed_answer(model, processor: MusTProcessor, prompt: str, features: torch.
     """The candidate whose answer turn (``processor.answer``, end of turn included) is most probable after
     ``prompt``: the sum of its tokens' log-probabilities, so an answer of several tokens is not favoured because its
     later tokens are easy to predict."""
-    tok = processor.tokenizer
-    lengths = np.array([len(tok(processor.answer(c), add_special_tokens=False)["input_ids"]) for c in candidates])
-    totals = options_loglik(model, processor, [prompt], features, candidates)[0] * lengths
-    return candidates[int(np.argmax(totals))]
+    return candidates[int(np.argmax(options_loglik(model, processor, [prompt], features, candidates, total=True)[0]))]
 
 
 def shifted_questions(question: str, duration: float, shifts: tuple[int, ...] = CALIBRATION_SHIFTS) -> list[str]:
@@ -350,9 +347,9 @@ def option_loglik(model, processor: MusTProcessor, prompt: str, features: torch.
 
 @torch.no_grad()
 def options_loglik(model, processor: MusTProcessor, prompts: list[str], features: torch.Tensor, continuations: list[str],
-                   closed: bool = True) -> np.ndarray:
+                   closed: bool = True, total: bool = False) -> np.ndarray:
     """``(prompts, continuations)``: :func:`option_loglik` of every continuation after each of ``prompts`` (one
-    audio), in one batch."""
+    audio), in one batch; ``total``: the sum of the tokens' log-probabilities instead of their mean."""
     tok = processor.tokenizer
     ps = tok(list(prompts), add_special_tokens=False)["input_ids"]
     conts = [tok(processor.answer(c) if closed else f" {c}", add_special_tokens=False)["input_ids"] for c in continuations]
@@ -362,8 +359,9 @@ def options_loglik(model, processor: MusTProcessor, prompts: list[str], features
     ids, mask, _ = _right_padded([p[start:] + c for p, c in rows], tok.pad_token_id)
     logits = _logits_after_prefix(model, ps[0][:start], ids, mask, features).float()
     logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1).to(logits.device))[..., 0]
-    means = [float(logp[i, len(p) - start - 1 : len(p) - start - 1 + len(c)].mean()) for i, (p, c) in enumerate(rows)]
-    return np.array(means).reshape(len(ps), len(conts))
+    reduce = torch.sum if total else torch.mean
+    scores = [float(reduce(logp[i, len(p) - start - 1 : len(p) - start - 1 + len(c)])) for i, (p, c) in enumerate(rows)]
+    return np.array(scores).reshape(len(ps), len(conts))
 
 
 def shared_audio_prefix(rows: list[list[int]], audio_eos_id: int | None) -> int:
