@@ -23,13 +23,19 @@ VARIANTS = ("float32", "channels_last", "bfloat16", "channels_last+bfloat16")
 
 
 def _encoder(channels_last: bool) -> torch.nn.Module:
-    """The default config's encoder (``configs/stages/default.yaml`` sizes, 20 sources, pace head), seeded."""
+    """The encoder the shipped ``configs/stages/default.yaml`` trains in stage 1 (its sizes, the suite's sources, its
+    pace head), seeded."""
+    from configs import config_path
+    from must.config import load_config
     from must.model.configuration import MusTConfig
     from must.model.modeling import MusicEncoder
+    from stages.config import TrainConfig
+    from stages.data import SOURCES
 
+    m = load_config(TrainConfig, config_path("stages", "default.yaml")).model
     torch.manual_seed(0)
-    cfg = MusTConfig(sources=[f"s{i}" for i in range(20)], encoder_dim=128, encoder_layers=2, encoder_heads=4,
-                     pace_head=True)
+    cfg = MusTConfig(sources=SOURCES, encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers,
+                     encoder_heads=m.encoder_heads, encoder_channels=m.encoder_channels, pace_head=m.pace_head)
     enc = MusicEncoder(cfg).train()
     if channels_last:
         # weights and input both channels-last: with the input alone converted the kernels do not change
