@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from configs import config_path
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
@@ -22,7 +22,7 @@ from stages.data import SOURCES
 __all__ = ["rank_world", "usable_cpus", "threads_per_process", "stage_dir", "is_done", "mark_done", "deepspeed_config",
            "trainer_kwargs", "JsonlLogger", "resume_point", "new_must_model", "load_must", "save_any", "validate",
            "barrier", "append_metrics", "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder",
-           "features_tag", "PROJECTOR_OPTIONS"]
+           "features_tag", "PROJECTOR_OPTIONS", "native_bf16", "autocast_dtype", "AutocastMixin", "StageTrainer"]
 
 log = logging.getLogger(__name__)
 STAGES = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"}
@@ -96,6 +96,47 @@ def trainer_kwargs(loop: LoopConfig, sdir: Path, cfg: TrainConfig, **extra) -> d
                 save_total_limit=2, save_strategy="steps", report_to=["tensorboard"],
                 use_cpu=not torch.cuda.is_available(), deepspeed=deepspeed_config(cfg), seed=cfg.seed, data_seed=cfg.seed,
                 dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=rank_world()[0] != 0, **extra)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16, AMX-BF16
+    or Arm's BF16 extension (elsewhere bfloat16 is emulated, and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(v for k, v in torch.cpu.get_capabilities().items() if "bf16" in k)
+    return False
+
+
+def autocast_dtype(setting: str | None, device: torch.device) -> torch.dtype | None:
+    """The dtype a stage's ``autocast`` setting asks for on ``device``: ``None`` for none, bfloat16 for ``"auto"`` where
+    :func:`native_bf16`, else the named dtype."""
+    if setting == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    return getattr(torch, setting) if setting else None
+
+
+class AutocastMixin:
+    """A Trainer whose loss computations (forward passes and losses) run under ``torch.autocast`` in the dtype of a
+    stage's ``autocast`` (:func:`autocast_dtype`); weights, gradients and the optimizer stay float32."""
+
+    # Trainer's own bf16=True hands mixed precision to DeepSpeed, whose bf16 mode casts the weights themselves; this
+    # autocasts under any backend, the same way on CPU and GPU
+    def __init__(self, *args, autocast: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.autocast_dtype = autocast_dtype(autocast, self.args.device)
+        if autocast:
+            log.info("autocast %s on %s: %s", autocast, self.args.device, self.autocast_dtype or "off (float32)")
+
+    def autocast_smart_context_manager(self, cache_enabled: bool | None = True):
+        """``torch.autocast`` on the training device in the stage's dtype, else the Trainer's own."""
+        if self.autocast_dtype is None:
+            return super().autocast_smart_context_manager(cache_enabled)
+        return torch.autocast(self.args.device.type, dtype=self.autocast_dtype, cache_enabled=cache_enabled)
+
+
+class StageTrainer(AutocastMixin, Trainer):
+    """The HF ``Trainer`` with the stage's ``autocast``."""
 
 
 def append_metrics(path: Path, record: dict[str, Any]) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-__all__ = ["ModelConfig", "LoopConfig", "EncoderStage", "LMStage", "SFTStage", "GRPOStage", "TrainConfig"]
+# LoopConfig.autocast's values (null: no autocast; "auto": bfloat16 where the hardware computes it natively)
+AUTOCAST_DTYPES = (None, "auto", "bfloat16", "float16")
+
+__all__ = ["AUTOCAST_DTYPES", "ModelConfig", "LoopConfig", "EncoderStage", "LMStage", "SFTStage", "GRPOStage", "TrainConfig"]
 
 
 @dataclass
@@ -65,6 +68,10 @@ class LoopConfig:
     weight_decay: float = 0.0
     save_steps: int = 50
     logging_steps: int = 5
+    # "bfloat16" / "float16": forward passes and losses under torch.autocast in that dtype (weights, gradients and the
+    # optimizer stay float32); "auto": bfloat16 where the device computes it natively (stages.common.autocast_dtype),
+    # else float32; null: float32 throughout
+    autocast: str | None = None
 
 
 @dataclass
@@ -187,6 +194,10 @@ class TrainConfig:
             if stage.pack_turns > 1 and self.model.kind == "must" and not self.model.audio_first:
                 raise ValueError(f"{name}.pack_turns > 1 packs questions after one audio prefix: it needs "
                                  "model.audio_first true")
+        for name in ("stage1", "stage2", "stage3", "stage4"):
+            if getattr(self, name).autocast not in AUTOCAST_DTYPES:
+                raise ValueError(f"{name}.autocast: null, 'auto', 'bfloat16' or 'float16', got "
+                                 f"{getattr(self, name).autocast!r}")
         if self.stage3.tad_target not in ("full", "reference"):
             raise ValueError(f"stage3.tad_target: 'full' or 'reference', got {self.stage3.tad_target!r}")
         if self.stage4.split not in ("train", "val"):

@@ -11,12 +11,12 @@ import mir_eval
 import numpy as np
 import torch
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from must.model import MusTProcessor
 from must.model.modeling import LOG_MEL_FLOOR
-from stages.common import (JsonlLogger, append_metrics, barrier, mark_done, new_must_model, rank_world, resume_point, save_any,
-                           stage_dir, trainer_kwargs)
+from stages.common import (JsonlLogger, StageTrainer, append_metrics, barrier, mark_done, new_must_model, rank_world,
+                           resume_point, save_any, stage_dir, trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import (CAPTION_QUESTION, EVENT_QUESTION, SOURCES, RepeatedTracks, TrainData, caption, frame_targets,
                          source_prevalence)
@@ -44,6 +44,7 @@ class EncoderObjective(nn.Module):
 
     def forward(self, mel, offset, transition, activity, rhythm, amuse, tempo, mask, pace=None):
         _, logits = self.encoder(mel, offset)
+        logits = logits.float()  # the losses in float32 under autocast too
         t = min(logits.shape[1], transition.shape[1])
         logits, m = logits[:, :t], mask[:, :t]
         bce = nn.functional.binary_cross_entropy_with_logits
@@ -189,8 +190,9 @@ class EncoderStageRecipe:
                 frames = tower(probe).last_hidden_state.shape[1]
             objective = TowerObjective(tower, tower.config.d_model, 3 + 2 * len(SOURCES), len(SOURCES), st.aux_weight)
             dataset = TowerCrops(self.data, self.processor, frames, window, SOURCES, st.transition_sigma, repeats, self.cfg.seed)
-        self.trainer = Trainer(model=objective, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
-                               train_dataset=dataset, callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 1)])
+        self.trainer = StageTrainer(model=objective, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
+                                    train_dataset=dataset, callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 1)],
+                                    autocast=st.autocast)
 
     def train(self) -> None:
         """Train (resuming from the last checkpoint if one exists)."""

@@ -9,11 +9,12 @@ import logging
 from pathlib import Path
 
 from peft import get_peft_model
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from must.model.heard import heard_for
-from stages.common import (JsonlLogger, barrier, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model,
-                           lora_config, mark_done, rank_world, resume_point, save_any, stage_dir, trainer_kwargs)
+from stages.common import (JsonlLogger, StageTrainer, barrier, features_tag, finish_lora_stage, freeze_audio_encoder,
+                           load_stage_model, lora_config, mark_done, rank_world, resume_point, save_any, stage_dir,
+                           trainer_kwargs)
 from stages.config import TrainConfig
 from stages.data import TrainData, caption_examples
 from stages.sequences import AudioCollator, must_dataset
@@ -55,9 +56,9 @@ class LMStageRecipe:
             rows = [{"prompt": chat_prompt(self.processor, q, ""), "target": " " + text, "track_id": r["track_id"],
                      "audio": r["audio"]} for r, q, text in examples]
             dataset, collator = HFChatDataset(rows), HFCollator(self.processor, self.data)
-        self.trainer = Trainer(model=self.model, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
-                               train_dataset=dataset, data_collator=collator,
-                               callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 2)])
+        self.trainer = StageTrainer(model=self.model, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg)),
+                                    train_dataset=dataset, data_collator=collator,
+                                    callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 2)], autocast=st.autocast)
 
     def train(self) -> None:
         """Train (resuming from the last checkpoint if one exists)."""

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 from peft import get_peft_model
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from must.model.heard import heard_for
-from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
-                           rank_world, resume_point, stage_dir, trainer_kwargs)
+from stages.common import (JsonlLogger, StageTrainer, features_tag, finish_lora_stage, freeze_audio_encoder,
+                           load_stage_model, lora_config, rank_world, resume_point, stage_dir, trainer_kwargs)
 from stages.config import SFTStage, TrainConfig
 from stages.data import TrainData
 from stages.sequences import AudioCollator, must_dataset
@@ -83,9 +83,10 @@ class SFTStageRecipe:
         self.model = get_peft_model(base, lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout))
         # the length-grouped sampler reads each item's input_ids, which only the MusT dataset has
         sampling = {"train_sampling_strategy": "group_by_length"} if st.group_by_length and self.kind == "must" else {}
-        self.trainer = Trainer(model=self.model, args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg, **sampling)),
-                               train_dataset=dataset, data_collator=collator,
-                               callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 3)])
+        self.trainer = StageTrainer(model=self.model,
+                                    args=TrainingArguments(**trainer_kwargs(st, self.sdir, self.cfg, **sampling)),
+                                    train_dataset=dataset, data_collator=collator,
+                                    callbacks=[JsonlLogger(self.sdir / "metrics.jsonl", 3)], autocast=st.autocast)
 
     def train(self) -> None:
         """Train (resuming from the last checkpoint if one exists)."""

@@ -22,15 +22,20 @@ from trl import GRPOConfig, GRPOTrainer
 from must.model.heard import heard_for
 from must.model.inference import CONSTRAINED_TIME_RULES, TimeChoice, answer_form_processors
 from rewards import build_reward_funcs, load_reward_config, needs_baseline
-from stages.common import (JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
+from stages.common import (AutocastMixin, JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
                            rank_world, resume_point, stage_dir, trainer_kwargs)
 from stages.config import GRPOStage, ModulePass, TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced
 
-__all__ = ["GRPOStageRecipe", "DropUnscoredMetrics", "PolicyBaseline", "score_with_full_logits", "sample_in_answer_form"]
+__all__ = ["GRPOStageRecipe", "StageGRPOTrainer", "DropUnscoredMetrics", "PolicyBaseline", "score_with_full_logits",
+           "sample_in_answer_form"]
 
 log = logging.getLogger(__name__)
+
+
+class StageGRPOTrainer(AutocastMixin, GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with the stage's ``autocast`` (the policy's loss pass; sampling stays float32)."""
 
 
 class DropUnscoredMetrics(TrainerCallback):
@@ -101,7 +106,7 @@ class PolicyBaseline:
     write that task's times as ``choices=constrained`` does instead of the most probable second."""
 
     def __init__(self, time_rules: dict[str, Callable[[torch.Tensor], int]] | None = None) -> None:
-        self.trainer: GRPOTrainer | None = None
+        self.trainer: StageGRPOTrainer | None = None
         self.time_rules = dict(time_rules or {})
         self._step, self._answers = -1, {}
 
@@ -213,7 +218,7 @@ class GRPOStageRecipe:
                                    tasks=list(mp.tasks), modules_to_save=list(mp.modules), train_adapters=False,
                                    module_pass=ModulePass())
 
-    def _trainer(self, model, st: GRPOStage, sdir: Path) -> GRPOTrainer:
+    def _trainer(self, model, st: GRPOStage, sdir: Path) -> StageGRPOTrainer:
         """A GRPO trainer of ``model`` on ``st.tasks``' prompts, checkpointing and logging under ``sdir``."""
         examples = balanced(self.data.examples(st.split, st.tasks), self.cfg.seed)
         prompts, tok = self._prompts(model, examples)
@@ -231,8 +236,9 @@ class GRPOStageRecipe:
                           generation_kwargs=self._generation_kwargs())
         lora = lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout)
         lora.modules_to_save = list(st.modules_to_save) or None
-        trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
-                              processing_class=tok, peft_config=lora, callbacks=[JsonlLogger(sdir / "metrics.jsonl", 4)])
+        trainer = StageGRPOTrainer(model=model, reward_funcs=funcs, args=args,
+                                   train_dataset=datasets.Dataset.from_list(rows), processing_class=tok, peft_config=lora,
+                                   callbacks=[JsonlLogger(sdir / "metrics.jsonl", 4)], autocast=st.autocast)
         trainer.callback_handler.callbacks.insert(0, DropUnscoredMetrics())  # before the TensorBoard callback sees them
         if not st.train_adapters:
             for name, p in trainer.model.named_parameters():

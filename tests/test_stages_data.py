@@ -394,3 +394,82 @@ def test_stage1_validation_reads_every_val_track_unless_told_how_many():
     assert every["val_activity_f1"] == 1.0 and every["val_recall/piano"] == 1.0 and every["val_recall/drums"] == 1.0
     first = frame_f1(model, data, n_tracks=20)
     assert "val_recall/piano" not in first and first["val_recall/drums"] == 1.0
+
+
+def test_autocast_config_takes_null_auto_or_a_dtype():
+    from must.config import ConfigError, load_config
+    from stages.config import TrainConfig
+    from tests.conftest import ROOT
+
+    smoke = ROOT / "configs" / "stages" / "smoke.yaml"
+    assert load_config(TrainConfig, smoke, ["stage1.autocast=bfloat16"]).stage1.autocast == "bfloat16"
+    assert load_config(TrainConfig, smoke, ["stage3.autocast=auto"]).stage3.autocast == "auto"
+    with pytest.raises(ConfigError, match="stage2.autocast: null, 'auto', 'bfloat16' or 'float16', got 'fp8'"):
+        load_config(TrainConfig, smoke, ["stage2.autocast=fp8"])
+
+
+def test_autocast_auto_is_bfloat16_only_where_the_device_computes_it_natively(monkeypatch):
+    import torch
+
+    from stages.common import autocast_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512": True, "avx512_bf16": False, "amx_bf16": False})
+    assert autocast_dtype("auto", cpu) is None  # emulated bfloat16 is slower than float32
+    assert autocast_dtype("bfloat16", cpu) is torch.bfloat16  # asked for by name: as asked
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512": True, "avx512_bf16": True})
+    assert autocast_dtype("auto", cpu) is torch.bfloat16
+    assert autocast_dtype(None, cpu) is None and autocast_dtype("float16", cpu) is torch.float16
+    assert autocast_dtype("auto", torch.device("mps")) is None
+
+
+def test_stage_trainer_autocasts_the_loss_pass_and_keeps_float32_weights(tmp_path):
+    import torch
+    from transformers import TrainingArguments
+
+    from stages.common import StageTrainer
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.seen = torch.nn.Linear(4, 1), []
+
+        def forward(self, x, y):
+            out = self.lin(x)
+            self.seen.append(out.dtype)
+            return {"loss": torch.nn.functional.mse_loss(out.float().squeeze(-1), y)}
+
+    data = [{"x": torch.full((4,), float(i)), "y": torch.tensor(1.0)} for i in range(4)]
+    for setting, dtype in ((None, torch.float32), ("bfloat16", torch.bfloat16)):
+        model = Probe()
+        before = model.lin.weight.detach().clone()
+        args = TrainingArguments(output_dir=str(tmp_path / str(setting)), max_steps=2, per_device_train_batch_size=2,
+                                 learning_rate=0.1, use_cpu=True, report_to=[], save_strategy="no",
+                                 remove_unused_columns=False, disable_tqdm=True)
+        StageTrainer(model=model, args=args, train_dataset=data, autocast=setting).train()
+        assert model.seen == [dtype, dtype], setting
+        assert model.lin.weight.dtype == torch.float32 and not torch.equal(model.lin.weight, before)
+
+
+def test_encoder_objective_under_bf16_autocast_keeps_its_loss_in_float32():
+    import torch
+
+    from must.model.configuration import MusTConfig
+    from must.model.modeling import MusicEncoder
+
+    torch.manual_seed(0)
+    cfg = MusTConfig(sources=["piano", "drums"], encoder_dim=32, encoder_layers=1, encoder_heads=2, encoder_channels=8,
+                     pace_head=True)
+    objective = EncoderObjective(MusicEncoder(cfg), 2, 0.5, 1.0, 10.0)
+    frames = 10
+    batch = dict(mel=torch.randn(2, cfg.n_mels, 101), offset=torch.tensor([0.0, 30.0]),
+                 transition=torch.rand(2, frames), activity=(torch.rand(2, frames, 2) > 0.5).float(),
+                 rhythm=torch.rand(2, frames), amuse=(torch.rand(2, frames, 2) > 0.5).float(),
+                 tempo=torch.rand(2, frames), mask=torch.ones(2, frames), pace=torch.rand(2, frames))
+    with torch.no_grad():
+        plain = objective(**batch)["loss"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = objective(**batch)["loss"]
+    assert mixed.dtype == torch.float32
+    assert float(mixed) != float(plain)  # the encoder did run in bfloat16
+    assert abs(float(mixed - plain)) < 0.02 * float(plain)
