@@ -78,7 +78,7 @@ class TowerObjective(nn.Module):
     def forward(self, input_features, transition, activity, rhythm, amuse, tempo):
         from stages.stage1_encoder import dice_loss
 
-        logits = self.heads(self.tower(input_features).last_hidden_state)
+        logits = self.heads(self.tower(input_features).last_hidden_state).float()  # float32 losses under autocast
         t = min(logits.shape[1], transition.shape[1])
         logits = logits[:, :t]
         bce = nn.functional.binary_cross_entropy_with_logits
