@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 # LoopConfig.autocast's values (null: no autocast; "auto": bfloat16 where the hardware computes it natively)
 AUTOCAST_DTYPES = (None, "auto", "bfloat16", "float16")
 
-__all__ = ["AUTOCAST_DTYPES", "ModelConfig", "LoopConfig", "EncoderStage", "LMStage", "SFTStage", "GRPOStage", "TrainConfig"]
+__all__ = ["AUTOCAST_DTYPES", "ModelConfig", "LoopConfig", "EncoderStage", "LMStage", "SFTStage", "GRPOStage",
+           "TrainConfig"]
 
 
 @dataclass

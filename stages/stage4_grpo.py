@@ -22,8 +22,8 @@ from trl import GRPOConfig, GRPOTrainer
 from must.model.heard import heard_for
 from must.model.inference import CONSTRAINED_TIME_RULES, TimeChoice, answer_form_processors
 from rewards import build_reward_funcs, load_reward_config, needs_baseline
-from stages.common import (AutocastMixin, JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder, load_stage_model, lora_config,
-                           rank_world, resume_point, stage_dir, trainer_kwargs)
+from stages.common import (AutocastMixin, JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder,
+                           load_stage_model, lora_config, rank_world, resume_point, stage_dir, trainer_kwargs)
 from stages.config import GRPOStage, ModulePass, TrainConfig
 from stages.data import TrainData
 from stages.stage3_sft import balanced

@@ -3,6 +3,7 @@ checkpoints and metrics, resumes after a SIGKILL, and the result evaluates throu
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -274,6 +275,27 @@ def test_grpo_can_train_named_modules_alone(smoke_run, tmp_path):
     grpo = load_file(out / "stage4_grpo" / "final" / "model.safetensors")
     assert sft.keys() == grpo.keys()
     assert [k for k in sft if not sft[k].equal(grpo[k])] == ["region_query.weight"]
+
+
+def test_lm_stages_and_grpo_train_under_bf16_autocast(smoke_run, tmp_path):
+    """``stageN.autocast=bfloat16`` on stages 2-4 (the smoke config sets stage 1's to ``auto``): the Trainer's and
+    TRL's GRPOTrainer's loss passes run under autocast, every stage finishes with finite losses, and the checkpoints
+    stay float32."""
+    import math
+
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    _copy_earlier_stages(smoke_run, out, 2)
+    res = train(out, *(f"stage{n}.autocast=bfloat16" for n in (2, 3, 4)), "stage4.module_pass.max_steps=2",
+                "stage4.max_steps=2", "val_items=0", stage="2,3,4")
+    said = re.findall(r"autocast bfloat16 on cpu\S*: torch.bfloat16", res.stdout + res.stderr)
+    assert len(said) == 4, said  # stages 2 and 3, and stage 4's two passes
+    for name in ("stage2_lm", "stage3_sft", "stage4_grpo"):
+        losses = [json.loads(x)["loss"] for x in (out / name / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+        assert losses and all(math.isfinite(v) for v in losses), name
+        weights = load_file(out / name / "final" / "model.safetensors")
+        assert {str(v.dtype) for v in weights.values()} == {"torch.float32"}, name
 
 
 def test_module_pass_trains_the_region_query_before_the_adapters(smoke_run, tmp_path):
