@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["PromptTargetDataset", "PackedTurnsDataset", "AudioCollator", "pack_turns", "packed_attention", "must_dataset",
-           "asked_source", "answer_source_labels", "token_ids"]
+__all__ = ["PromptTargetDataset", "PackedTurnsDataset", "AudioCollator", "pack_turns", "packed_attention", "packed_spans",
+           "must_dataset", "asked_source", "answer_source_labels", "token_ids"]
 
 NO_LABEL = -100
 
@@ -144,6 +144,15 @@ def packed_attention(segments: list[list[tuple[int, int]]], length: int, dtype: 
     return mask.unsqueeze(1), pos
 
 
+def packed_spans(segments: list[list[tuple[int, int]]]) -> torch.Tensor:
+    """Per row's turn spans as one ``(B, S, 2)`` tensor, rows with fewer turns padded with -1 (the model's
+    ``packed_segments``)."""
+    out = torch.full((len(segments), max(len(s) for s in segments), 2), -1, dtype=torch.long)
+    for b, segs in enumerate(segments):
+        out[b, : len(segs)] = torch.tensor(segs, dtype=torch.long).view(-1, 2)
+    return out
+
+
 class AudioCollator:
     """Right-pads a batch and attaches each row's encoder features as ``audio_features``; packed rows (with
     ``segments``) get their block attention mask and position ids from :func:`packed_attention`. ``asked_source``
@@ -170,7 +179,9 @@ class AudioCollator:
         if bool((asked != NO_LABEL).any()):
             out["asked_source"] = asked
         if "segments" in batch[0]:
-            out["attention_mask"], out["position_ids"] = packed_attention([b["segments"] for b in batch], n)
+            segments = [b["segments"] for b in batch]
+            out["attention_mask"], out["position_ids"] = packed_attention(segments, n)
+            out["packed_segments"] = packed_spans(segments)
         return out
 
 

@@ -167,3 +167,100 @@ def test_answer_source_labels_follow_gto_markers():
     # before any marker: the question's own label (it names several sources: none); then X: tuba, Y: none (3), Z: several
     assert answer_source_labels(question, tokens, sources) == [-100, -100, 1, 1, 1, 1, 3, 3, 3, 3] + [-100] * 6
     assert answer_source_labels("When does the piano enter?", ["0:42", "<|im_end|>"], sources) == [0, 0]
+
+
+def test_packed_plan_hand_checked():
+    from must.model.packed_attention import packed_plan
+
+    # the case of test_packed_attention_hand_checked: prefix 0-1, turn A 2-3, turn B 4, one pad at 5
+    plan = packed_plan([[(2, 4), (4, 5)]], 6)
+    assert plan.prefix == 2 and len(plan.blocks) == 1  # two short turns: one SDPA call is cheaper than two
+    block = plan.blocks[0]  # turns shortest first: B, then A
+    assert block.rows.tolist() == [0, 0]
+    assert block.queries.tolist() == [[4, 4], [2, 3]]  # turn B's one query, repeated to the block's width
+    assert block.keys.tolist() == [[0, 1, 4, 4], [0, 1, 2, 3]]
+    assert block.mask[:, 0].int().tolist() == [[[1, 1, 1, 0], [1, 1, 1, 0]], [[1, 1, 1, 0], [1, 1, 1, 1]]]
+    # outputs: prefix rows 0-1, block rows 2-5 (turn B's query and its repeat, turn A's two), then the values
+    # (6 + position): the pad at 5 takes its own value
+    assert plan.gather.tolist() == [0, 1, 4, 5, 2, 11]
+
+
+def test_length_groups_pays_padding_against_calls():
+    from must.model.packed_attention import length_groups
+
+    # one group: 4 x 100 x 100 + 1,000 = 41,000; short and long apart: 2 x 12^2 + 2 x 100^2 + 2,000 = 22,288, less
+    # than splitting further ({10}, {12}, {98, 100}: 23,244; {10, 12}, {98}, {100}: 22,892)
+    assert length_groups([10, 100, 12, 98], width=0, call_cost=1000) == [[0, 2], [3, 1]]
+    assert length_groups([10, 100, 12, 98], width=0, call_cost=10**6) == [[0, 2, 3, 1]]
+
+
+def test_packed_plan_refuses_rows_without_turns_and_spans_outside():
+    from must.model.packed_attention import packed_plan
+
+    with pytest.raises(ValueError, match="at least one turn"):
+        packed_plan([[(2, 4)], []], 6)
+    with pytest.raises(ValueError, match="outside 0..6"):
+        packed_plan([[(2, 7)]], 6)
+
+
+class _Attention(torch.nn.Module):
+    num_key_value_groups, is_causal = 2, True
+
+
+@pytest.mark.parametrize("call_cost", [0.0, 1e9])  # a block per turn length, and one block for all turns
+def test_packed_turns_attention_equals_the_masked_square(call_cost):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from must.model.packed_attention import packed_plan, packed_turns_attention
+
+    torch.manual_seed(0)
+    segments, length = [[(3, 7), (7, 9), (9, 14)], [(5, 8), (8, 16)]], 18  # prefixes 3 and 5; padding after 14 and 16
+    q = torch.randn(2, 4, length, 8, requires_grad=True)
+    k, v = (torch.randn(2, 2, length, 8, requires_grad=True) for _ in range(2))  # 2 key-value heads for 4 query heads
+    mask, _ = packed_attention(segments, length)
+    ref, _ = sdpa_attention_forward(_Attention(), q, k, v, mask, scaling=0.3)
+    plan = packed_plan(segments, length, call_cost=call_cost)
+    assert len(plan.blocks) == (5 if call_cost == 0.0 else 1)  # turn lengths 4, 2, 5, 3, 8: free calls, no padding
+    out, _ = packed_turns_attention(_Attention(), q, k, v, None, scaling=0.3, packed_plan=plan)
+    assert out.shape == ref.shape == (2, length, 4, 8)
+    assert torch.allclose(out, ref, atol=1e-5)
+    weights = torch.randn_like(ref)
+    grads = [torch.autograd.grad((x * weights).sum(), (q, k, v)) for x in (ref, out)]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
+
+
+def test_must_trains_packed_batches_through_the_packed_attention(tiny, monkeypatch):
+    """MusT's LM attends with ``must_packed``; a packed batch's loss and gradients are those of the masked square
+    (the collator's ``packed_segments`` dropped), and an implementation asked for explicitly is kept."""
+    import copy
+
+    import must.model.modeling as modeling
+    from must.model.packed_attention import packed_plan
+
+    plans = []
+    monkeypatch.setattr(modeling, "packed_plan", lambda *a, **k: plans.append(a) or packed_plan(*a, **k))
+
+    model, proc = tiny
+    assert model.model.language_model.config._attn_implementation == "must_packed"
+    trained = copy.deepcopy(model).train()
+    items = [{"question": q, "instruction": "", "duration": 5.0, "heard": None, "target": proc.answer(a), "track_id": t}
+             for t in ("t", "u") for q, a in zip(QUESTIONS, ["0:02", "0:03"])]
+    items = items[:3]  # row "u" has one turn only: rows differ in turns and length
+    feats = {"t": torch.randn(50, model.config.feature_dim), "u": torch.randn(30, model.config.feature_dim)}
+    dataset = must_dataset(proc, items, turns=2)
+    batch = AudioCollator(proc.tokenizer.pad_token_id, feats)([dataset[0], dataset[1]])
+    spans = [[list(span) for span in dataset[i]["segments"]] for i in (0, 1)]
+    assert batch["packed_segments"].tolist() == [spans[0], spans[1] + [[-1, -1]]]
+    grads = []
+    for inputs in (batch, {k: v for k, v in batch.items() if k != "packed_segments"}):
+        trained.zero_grad()
+        loss = trained(**inputs).loss
+        loss.backward()
+        grads.append((loss.item(), [p.grad.clone() for p in trained.parameters() if p.grad is not None]))
+    assert len(plans) == 1  # the packed batch was planned, the other one not
+    (packed_loss, packed_grads), (square_loss, square_grads) = grads
+    assert abs(packed_loss - square_loss) < 1e-5 and len(packed_grads) == len(square_grads) > 0
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(packed_grads, square_grads))
+    eager = MusTForCausalLM(copy.deepcopy(model.config))
+    eager.model.language_model.set_attn_implementation("eager")
+    assert eager.model.language_model.config._attn_implementation == "eager"

@@ -35,6 +35,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from must.model.configuration import SIGNALS, MusTConfig
 from must.model.heard import region_seconds
+from must.model.packed_attention import PACKED_ATTENTION, packed_plan
 from must.model.pace import pace_rate
 from must.model.processing import MUSIC_READ_WORDS
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
@@ -318,6 +319,9 @@ class MusTModel(MusTPreTrainedModel):
         self.music_embed = nn.Linear(MOMENT_DIM, hidden, bias=False)
         self.music_embed.zero_init = True
         self.language_model = LlamaModel(config.text_config)
+        if self.language_model.config._attn_implementation == "sdpa":
+            # SDPA with a fast path for packed turns (stages 2-3); an implementation asked for explicitly is kept
+            self.language_model.set_attn_implementation(PACKED_ATTENTION)
         self.audio_store: dict[int, torch.Tensor] = {}
         # per batch row, (projected seconds, time keys, source keys, source moments, music moments, region features or
         # None) of the last prompt embedded:
@@ -520,11 +524,18 @@ class MusTModel(MusTPreTrainedModel):
         return self._cached(row, 5)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
-                use_cache=None, audio_features=None, **kwargs) -> BaseModelOutputWithPast:
+                use_cache=None, audio_features=None, packed_segments=None, **kwargs) -> BaseModelOutputWithPast:
+        """As a Llama model, plus ``audio_features`` (per row, see :meth:`embed`) and ``packed_segments``: per row,
+        the ``(start, end)`` spans of turns packed after a shared prefix (``(B, S, 2)``, rows padded with -1), whose
+        ``attention_mask`` is :func:`stages.sequences.packed_attention`'s; the ``must_packed`` attention then computes
+        only the blocks that mask allows (:mod:`must.model.packed_attention`)."""
         cache = _cache_from(past_key_values, kwargs)
         prompt_pass = inputs_embeds is None and not (cache is not None and cache.get_seq_length() > 0)
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids, audio_features, continuing=not prompt_pass)
+        if packed_segments is not None and prompt_pass:
+            spans = [[(s, e) for s, e in row if s >= 0] for row in packed_segments.tolist()]
+            kwargs["packed_plan"] = packed_plan(spans, inputs_embeds.shape[1], inputs_embeds.device)
         out = self.language_model(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
                                   use_cache=use_cache, **{CACHE_ARG: cache}, **kwargs)
         if prompt_pass:
