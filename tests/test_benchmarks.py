@@ -215,3 +215,22 @@ def test_encoder_step_variants_run_and_channels_last_computes_the_same_encoder()
     with torch.no_grad():
         plain, fast = _encoder(False).eval()(mel, offset)[1], _encoder(True).eval()(mel, offset)[1]
     assert torch.allclose(plain, fast, atol=1e-4)
+
+
+def test_packed_step_times_both_attentions_over_stage3_like_packings(tmp_path):
+    from benchmarks.packed_step import VARIANTS, main, packings, step_seconds
+
+    batches = packings(steps=2, batch=3, turns=4)
+    assert len(batches) == 2 and all(len(rows) == 3 and all(len(r) == 4 for r in rows) for rows in batches)
+    for rows in batches:
+        for spans in rows:
+            assert 60 <= spans[0][0] <= 170  # the audio prefix
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # turns follow one another
+            assert all(20 <= e - s <= 50 or 150 <= e - s <= 166 for s, e in spans)
+    assert packings(steps=2, batch=3, turns=4) == batches  # seeded
+    with pytest.raises(ValueError, match="variant must be one of"):
+        step_seconds("eager", batches)
+    main(["--steps", "1", "--batch", "2", "--turns", "3", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "packed_step.json").read_text())
+    assert set(result["step_s"]) == set(VARIANTS) and all(t > 0 for t in result["step_s"].values())
+    assert "| must_packed blocks |" in (tmp_path / "packed_step.md").read_text()

@@ -229,7 +229,7 @@ def test_packed_turns_attention_equals_the_masked_square(call_cost):
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
 
 
-def test_must_trains_packed_batches_through_the_packed_attention(tiny, monkeypatch):
+def test_must_trains_packed_batches_through_the_packed_attention(tiny, monkeypatch, tmp_path):
     """MusT's LM attends with ``must_packed``; a packed batch's loss and gradients are those of the masked square
     (the collator's ``packed_segments`` dropped), and an implementation asked for explicitly is kept."""
     import copy
@@ -258,9 +258,17 @@ def test_must_trains_packed_batches_through_the_packed_attention(tiny, monkeypat
         loss.backward()
         grads.append((loss.item(), [p.grad.clone() for p in trained.parameters() if p.grad is not None]))
     assert len(plans) == 1  # the packed batch was planned, the other one not
+    no_turns = dict(batch, packed_segments=batch["packed_segments"].clone())
+    no_turns["packed_segments"][1] = -1  # a row without turns: the masked square, no plan
+    with torch.no_grad():
+        assert abs(trained(**no_turns).loss.item() - grads[1][0]) < 1e-5  # the square's loss
+    assert len(plans) == 1
     (packed_loss, packed_grads), (square_loss, square_grads) = grads
     assert abs(packed_loss - square_loss) < 1e-5 and len(packed_grads) == len(square_grads) > 0
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(packed_grads, square_grads))
-    eager = MusTForCausalLM(copy.deepcopy(model.config))
-    eager.model.language_model.set_attn_implementation("eager")
+    trained.save_pretrained(tmp_path)
+    eager = MusTForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").train()
     assert eager.model.language_model.config._attn_implementation == "eager"
+    assert MusTForCausalLM.from_pretrained(tmp_path).model.language_model.config._attn_implementation == "must_packed"
+    with torch.no_grad():  # eager attention reads the mask and passes the plan by
+        assert abs(eager(**batch).loss.item() - square_loss) < 1e-5

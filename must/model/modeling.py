@@ -534,8 +534,9 @@ class MusTModel(MusTPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids, audio_features, continuing=not prompt_pass)
         if packed_segments is not None and prompt_pass:
-            spans = [[(s, e) for s, e in row if s >= 0] for row in packed_segments.tolist()]
-            kwargs["packed_plan"] = packed_plan(spans, inputs_embeds.shape[1], inputs_embeds.device)
+            spans = [[(s, e) for s, e in row if 0 <= s < e] for row in packed_segments.tolist()]
+            if all(spans):  # a row of prefix alone (a turn truncated away) keeps the masked square
+                kwargs["packed_plan"] = packed_plan(spans, inputs_embeds.shape[1], inputs_embeds.device)
         out = self.language_model(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
                                   use_cache=use_cache, **{CACHE_ARG: cache}, **kwargs)
         if prompt_pass:
