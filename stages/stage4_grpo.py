@@ -234,7 +234,9 @@ class GRPOStageRecipe:
                           reward_weights=weights, log_completions=False, bf16=False,
                           gradient_checkpointing=st.gradient_checkpointing,
                           generation_kwargs=self._generation_kwargs())
-        lora = lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout)
+        # frozen adapters (the module pass) stay at peft's zero-initialised B and add exactly nothing; dropout on their
+        # inputs would only cost time (a quarter of a module-pass step on this CPU) and random draws
+        lora = lora_config(self.kind, st.lora_r, st.lora_alpha, st.lora_dropout if st.train_adapters else 0.0)
         lora.modules_to_save = list(st.modules_to_save) or None
         trainer = StageGRPOTrainer(model=model, reward_funcs=funcs, args=args,
                                    train_dataset=datasets.Dataset.from_list(rows), processing_class=tok, peft_config=lora,

@@ -305,17 +305,23 @@ def test_module_pass_trains_the_region_query_before_the_adapters(smoke_run, tmp_
 
     out = tmp_path / "run"
     _copy_earlier_stages(smoke_run, out, 4)
-    train(out, "stage4.module_pass.max_steps=4", "stage4.module_pass.learning_rate=0.01", "val_items=0", stage="4")
+    train(out, "stage4.module_pass.max_steps=10", "stage4.module_pass.learning_rate=0.01", "stage4.lora_dropout=0.05",
+          "val_items=0", stage="4")
     sdir = out / "stage4_grpo"
     assert (sdir / "adapter" / "adapter_config.json").exists()
     assert (sdir / "module_pass" / "adapter" / "adapter_config.json").exists()
     logged = [json.loads(x) for x in (sdir / "module_pass" / "metrics.jsonl").read_text().splitlines()]
-    assert max(r["step"] for r in logged) == 4 and any(k.startswith("rewards/interval_iou") for r in logged for k in r)
+    assert max(r["step"] for r in logged) == 10 and any(k.startswith("rewards/interval_iou") for r in logged for k in r)
     sft = load_file(out / "stage3_sft" / "final" / "model.safetensors")
     final = load_file(sdir / "final" / "model.safetensors")
     first = load_file(sdir / "module_pass" / "adapter" / "adapter_model.safetensors")
     region = [v for k, v in first.items() if "lora_" not in k]  # peft saves a fully trained module under its own name
     assert len(region) == 1 and final["region_query.weight"].equal(region[0])
+    # the module pass's adapters stay inert (B at zero), so they run without dropout; the adapters' pass keeps the stage's
+    assert all(not v.any() for k, v in first.items() if "lora_B" in k)
+    passes = ("module_pass/adapter", "adapter")
+    dropout = {p: json.loads((sdir / p / "adapter_config.json").read_text())["lora_dropout"] for p in passes}
+    assert dropout == {"module_pass/adapter": 0.0, "adapter": 0.05}
     assert not final["region_query.weight"].equal(sft["region_query.weight"])
     changed = {k for k in sft if not sft[k].equal(final[k])}
     assert "region_query.weight" in changed and any(".q_proj." in k for k in changed)  # both passes reached the weights
