@@ -3,9 +3,10 @@
 Stages 2 and 3 pack several turns after one shared prefix (a track's audio span); each turn sees the prefix and
 itself only (:func:`stages.sequences.packed_attention` gives that as an additive ``(B, 1, L, L)`` mask). Under that
 mask about three quarters of the square are masked out (stage 3 of the default config: 23 % allowed), yet SDPA
-still computes all of it. Here the same attention is two SDPA calls: the prefixes, causal, and every turn of the
-batch as one row whose keys are its row's prefix followed by itself. Outputs equal the masked square's to float
-rounding; padding after the last turn attends to itself only, as under the mask.
+still computes all of it. Here the same attention is computed in dense blocks: the prefixes, causal, in one SDPA call,
+then the batch's turns, grouped by length (:func:`length_groups`), one SDPA call per group, each turn a row whose keys
+are its row's prefix followed by itself. Outputs equal the masked square's to float rounding; padding after the last
+turn attends to itself only, as under the mask.
 
 It is registered as the attention implementation ``"must_packed"`` (:data:`PACKED_ATTENTION`): SDPA, except
 where the model's forward passes ``packed_plan`` (:func:`packed_plan`).
@@ -48,8 +49,9 @@ class PackedPlan:
 
 def length_groups(lengths: list[int], width: int, call_cost: float = 4096.0) -> list[list[int]]:
     """Turn indices grouped by length, the groups chosen to minimise ``Σ n·T·(width + T) + call_cost`` over groups
-    of ``n`` turns padded to ``T`` (one SDPA call each): one group pads every turn to the longest one, and stage 3's
-    turns run from ~20 to ~165 tokens."""
+    of ``n`` turns padded to ``T`` (one SDPA call each; ``call_cost``, in attention scores, is what a call costs
+    beyond them: 4,096 is one 64 × 64 tile). One group would pad every turn to the longest, and stage 3's turns run
+    from ~20 to ~165 tokens."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     best = [0.0] + [float("inf")] * len(order)  # best[j]: the cost of the shortest j turns
     cut = [0] * (len(order) + 1)
@@ -125,13 +127,15 @@ def packed_turns_attention(module: torch.nn.Module, query: torch.Tensor, key: to
     parts = [F.scaled_dot_product_attention(query[:, :, :w], key[:, :, :w], value[:, :, :w], is_causal=True, scale=scaling)]
     # (B * L, H, D) rows; index_select's backward (index_add) is much faster on CPU than advanced indexing's
     q, k, v = (x.transpose(1, 2).reshape(b * length, h, d) for x in (query, key, value))
-    for block in plan.blocks:
-        def rows_of(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-            flat = (block.rows[:, None] * length + positions).reshape(-1)
-            return x.index_select(0, flat).view(*positions.shape, h, d).transpose(1, 2)
 
-        keys, values = rows_of(k, block.keys), rows_of(v, block.keys)
-        parts.append(F.scaled_dot_product_attention(rows_of(q, block.queries), keys, values, attn_mask=block.mask, scale=scaling))
+    def gathered(x: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        flat = (rows[:, None] * length + positions).reshape(-1)
+        return x.index_select(0, flat).view(*positions.shape, h, d).transpose(1, 2)
+
+    for block in plan.blocks:
+        keys, values = gathered(k, block.rows, block.keys), gathered(v, block.rows, block.keys)
+        parts.append(F.scaled_dot_product_attention(gathered(q, block.rows, block.queries), keys, values,
+                                                    attn_mask=block.mask, scale=scaling))
     source = torch.cat([x.transpose(1, 2).reshape(-1, h, d) for x in parts] + [v])
     return source.index_select(0, plan.gather).view(b, length, h, d), None
 
