@@ -155,7 +155,8 @@ def packed_spans(segments: list[list[tuple[int, int]]]) -> torch.Tensor:
 
 class AudioCollator:
     """Right-pads a batch and attaches each row's encoder features as ``audio_features``; packed rows (with
-    ``segments``) get their block attention mask and position ids from :func:`packed_attention`. ``asked_source``
+    ``segments``) get their block attention mask and position ids from :func:`packed_attention` and their spans as
+    ``packed_segments`` (:func:`packed_spans`, for MusT's ``must_packed`` attention). ``asked_source``
     labels are passed on when any row has a label."""
 
     def __init__(self, pad_id: int, features: dict[str, torch.Tensor]):
