@@ -1,4 +1,4 @@
-"""Attention for packed turns, computed as two dense blocks instead of one masked square.
+"""Attention for packed turns, computed in dense blocks instead of one masked square.
 
 Stages 2 and 3 pack several turns after one shared prefix (a track's audio span); each turn sees the prefix and
 itself only (:func:`stages.sequences.packed_attention` gives that as an additive ``(B, 1, L, L)`` mask). Under that
