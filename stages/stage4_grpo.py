@@ -21,15 +21,17 @@ from trl import GRPOConfig, GRPOTrainer
 
 from must.model.heard import heard_for
 from must.model.inference import CONSTRAINED_TIME_RULES, TimeChoice, answer_form_processors
+from must.model.modeling import CACHE_ARG
 from rewards import build_reward_funcs, load_reward_config, needs_baseline
 from stages.common import (AutocastMixin, JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder,
                            load_stage_model, lora_config, rank_world, resume_point, stage_dir, trainer_kwargs)
 from stages.config import GRPOStage, ModulePass, TrainConfig
 from stages.data import TrainData
+from stages.shared_prompts import run_prompts_once
 from stages.stage3_sft import balanced
 
 __all__ = ["GRPOStageRecipe", "StageGRPOTrainer", "DropUnscoredMetrics", "PolicyBaseline", "score_with_full_logits",
-           "sample_in_answer_form"]
+           "sample_in_answer_form", "sample_prompts_once"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def score_with_full_logits(model, temperature: float) -> None:
     backbone's hidden states with ``lm_head`` alone, which leaves out MusT's pointer term — the part of every time
     token's logit that chooses a second by its audio — so GRPO's gradient never reached the pointer and the time
     tokens it sampled were scored by another distribution. Here the log-probabilities come from MusT's own logits
-    (vocabulary of ~1,300: materialising them is cheap)."""
+    (vocabulary of ~1,300: materialising them is cheap), each distinct prompt run once (:func:`run_prompts_once`)."""
     from trl.trainer.utils import FusedCausalLMOutput
 
     original = type(model).forward
@@ -63,31 +65,76 @@ def score_with_full_logits(model, temperature: float) -> None:
             extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
             return original(self, *args, labels=labels, **extra, **kwargs)
         kwargs["use_cache"] = False
-        logits = original(self, *args, **kwargs).logits.float() / temperature
         if shift_labels is None:
-            logits, shift_labels = logits[:, :-1], labels[:, 1:]
-        mask = shift_labels != -100
+            shift_labels = labels[:, 1:]
+        logits, start = _completion_logits(functools.partial(original, self), self, shift_labels, args, kwargs)
+        logits, target = logits.float() / temperature, shift_labels[:, start:]
+        mask = target != -100
         logp = torch.log_softmax(logits, -1)
-        log_probs = logp.gather(-1, shift_labels.clamp(min=0).unsqueeze(-1))[..., 0].masked_fill(~mask, 0)
+        log_probs = logp.gather(-1, target.clamp(min=0).unsqueeze(-1))[..., 0].masked_fill(~mask, 0)
         entropy = -(logp.exp() * logp).sum(-1).masked_fill(~mask, 0)
         loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
-        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, label_mask=mask)
+
+        def unscored(x: torch.Tensor) -> torch.Tensor:  # TRL reads the last columns of (B, L - 1)
+            return torch.cat([x.new_zeros(x.shape[0], start), x], dim=1)
+
+        return FusedCausalLMOutput(loss=loss, log_probs=unscored(log_probs), entropy=unscored(entropy),
+                                   label_mask=unscored(mask))
 
     model.forward = types.MethodType(forward, model)
+
+
+def _completion_logits(forward: Callable, model, shift_labels: torch.Tensor, args: tuple, kwargs: dict
+                       ) -> tuple[torch.Tensor, int]:
+    """``(logits, start)``: the logits predicting ``shift_labels[:, start:]``, from the first column any row scores
+    on; the rows' shared prompts run once (:func:`run_prompts_once`) when they can be, else whole rows from 0."""
+    ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+    scored = (shift_labels != -100).any(0).nonzero()
+    if args or ids is None or mask is None or not len(scored):
+        return forward(*args, **kwargs).logits[:, :-1], 0
+    upto = int(scored[0]) + 1  # the first scored token's column in input_ids: the completions start there
+    extra = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask", "use_cache")}
+    shared = run_prompts_once(forward, model, ids, mask, upto, logits_to_keep=1, **extra)
+    if shared is None:
+        return forward(**kwargs).logits[:, :-1], 0
+    prompts, inverse = shared
+    rest = forward(input_ids=ids[:, upto:], attention_mask=mask, use_cache=True,
+                   **{CACHE_ARG: getattr(prompts, CACHE_ARG)}, **extra)
+    return torch.cat([prompts.logits[inverse], rest.logits[:, :-1]], dim=1), upto - 1
 
 
 def sample_in_answer_form(model, tokenizer) -> None:
     """Make GRPO sample under the constraints the model answers under (:func:`answer_form_processors`): unconstrained,
     a sampled MTR end before its start is an unparsable answer (reward 0) of a kind the model never writes when it
     answers (7.8 % of the sampled TSG/MTR answers over 200 steps from f26's SFT; 0.1 % with the constraint)."""
-    original = type(model).generate
+    original = model.generate
 
     @functools.wraps(original)
     def generate(self, *args, logits_processor=None, **kwargs):
         ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
         processors = answer_form_processors(self, tokenizer, ids.shape[1])
         processors.extend(logits_processor or [])
-        return original(self, *args, logits_processor=processors, **kwargs)
+        return original(*args, logits_processor=processors, **kwargs)
+
+    model.generate = types.MethodType(generate, model)
+
+
+def sample_prompts_once(model) -> None:
+    """Make ``generate`` run each distinct prompt of a batch once (:func:`run_prompts_once`; GRPO repeats each
+    ``num_generations`` times) and continue every row from its prompt's cache: the same samples as whole rows."""
+    original = model.generate
+
+    @functools.wraps(original)
+    def generate(self, *args, **kwargs):
+        ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        if not args and ids is not None and mask is not None and kwargs.get(CACHE_ARG) is None:
+            # numbered as generate numbers a left-padded prompt; the last token is left for generate's first step
+            positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            with torch.no_grad():
+                shared = run_prompts_once(self, self, ids, mask, ids.shape[1] - 1, position_ids=positions, logits_to_keep=1)
+            if shared is not None:
+                kwargs[CACHE_ARG] = getattr(shared[0], CACHE_ARG)
+        return original(*args, **kwargs)
 
     model.generate = types.MethodType(generate, model)
 
@@ -250,6 +297,7 @@ class GRPOStageRecipe:
             baseline.trainer = trainer
         if self.kind == "must":
             score_with_full_logits(trainer.model.get_base_model(), st.temperature)
+            sample_prompts_once(trainer.model.get_base_model())
             if st.sample_in_answer_form:
                 sample_in_answer_form(trainer.model.get_base_model(), tok)
         return trainer

@@ -1479,3 +1479,97 @@ def test_region_pointer_is_carried_through_generation():
         written[question] = (tok.convert_ids_to_tokens(out[0, n:].tolist())[0], model.model.region_turns[0].tolist())
     assert written[REGION_TEXTS[0]] == ("0:22", [True])  # the last step saw only its new token, and still reads
     assert written[REGION_TEXTS[1]][0] != "0:22" and written[REGION_TEXTS[1]][1] == [False]
+
+
+def _grpo_batch(model, proc, prompts: list[str], completions: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Rows as TRL builds them: each prompt left-padded to the longest, its completion right-padded after it;
+    ``(input_ids, attention_mask, prompt width)``."""
+    tok, pad = proc.tokenizer, proc.tokenizer.pad_token_id
+    ps = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    cs = [tok(c, add_special_tokens=False)["input_ids"] for c in completions]
+    wp, wc = max(map(len, ps)), max(map(len, cs))
+    ids = torch.tensor([[pad] * (wp - len(p)) + p + c + [pad] * (wc - len(c)) for p, c in zip(ps, cs)])
+    mask = torch.tensor([[0] * (wp - len(p)) + [1] * (len(p) + len(c)) + [0] * (wc - len(c)) for p, c in zip(ps, cs)])
+    return ids, mask, wp
+
+
+def _shared_prompt_model():
+    """A region-pointer MusT whose pointers matter, two tracks in its audio store, a batch of six GRPO rows: the
+    intensity prompt three times, the piano prompt twice (shorter: left-padded), the intensity prompt of the other
+    track once."""
+    model, proc = _region_model(REGION_TEXTS)
+    torch.manual_seed(1)
+    for w in (model.time_query.weight, model.region_query.weight, model.source_query.weight):
+        torch.nn.init.normal_(w, std=0.5)
+    model.audio_store[1] = _louder_from_20s(model.config)
+    model.audio_store[2] = torch.randn(300, model.config.feature_dim)
+    intense, piano = (proc.prompt(REGION_TEXTS[0], 30.0, key=1), proc.prompt("When does the piano enter ?", 30.0, key=1))
+    other = proc.prompt(REGION_TEXTS[0], 30.0, key=2)
+    prompts = [intense, piano, intense, other, piano, intense]
+    completions = [" 0:22-0:29 <|im_end|>", " 0:03 <|im_end|>", " 0:20-0:25 <|im_end|>", " 0:01-0:29 <|im_end|>",
+                   " 0:12 <|im_end|>", " 0:22 <|im_end|>"]
+    return model, proc, _grpo_batch(model, proc, prompts, completions)
+
+
+def test_grpo_scores_each_distinct_prompt_once_with_the_scores_and_gradients_of_whole_rows():
+    """Stage 4's scoring runs the three distinct prompts once and the six completions from copies of their caches:
+    every completion token's log-probability and entropy, the loss and every gradient equal those of whole rows."""
+    import copy
+
+    from stages.stage4_grpo import score_with_full_logits
+
+    model, proc, (ids, mask, width) = _shared_prompt_model()
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :width] = -100
+    scored = labels[:, 1:] != -100
+    whole = copy.deepcopy(model)
+    logits = whole(input_ids=ids, attention_mask=mask).logits[:, :-1].float() / 0.7
+    logp = torch.log_softmax(logits, -1)
+    want = logp.gather(-1, ids[:, 1:, None])[..., 0]
+    want_entropy = -(logp.exp() * logp).sum(-1)
+    (-want[scored].sum() / scored.sum()).backward()
+
+    score_with_full_logits(model, temperature=0.7)
+    seen = []
+    model.model.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    got = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    assert seen == [(3, width), (6, ids.shape[1] - width)]  # three prompts once, then the completions
+    assert torch.allclose(got.log_probs[scored], want[scored], atol=1e-5)
+    assert torch.allclose(got.entropy[scored], want_entropy[scored], atol=1e-5)
+    assert (got.log_probs[~scored] == 0).all() and torch.equal(got.label_mask, scored)
+    got.loss.backward()
+    grads = dict(whole.named_parameters())
+    checked = 0
+    for name, p in model.named_parameters():
+        if grads[name].grad is None:
+            assert p.grad is None or not p.grad.any(), name
+            continue
+        assert torch.allclose(p.grad, grads[name].grad, atol=1e-5, rtol=1e-4), name
+        checked += grads[name].grad.abs().sum() > 0
+    assert checked > 10  # the LM's weights, the pointers' queries, the region query
+
+
+def test_grpo_samples_each_distinct_prompt_once_as_whole_rows_would():
+    """Stage 4's sampling runs the distinct prompts once (all but their last token, which generate's first step
+    reads) and generates from copies of their caches: the same greedy and seeded samples, the same scores."""
+    import copy
+
+    from stages.stage4_grpo import sample_prompts_once
+
+    model, proc, (ids, mask, width) = _shared_prompt_model()
+    ids, mask = ids[:, :width], mask[:, :width]
+    shared = copy.deepcopy(model)
+    sample_prompts_once(shared)
+    seen = []
+    shared.model.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    for sample in (False, True):
+        runs = []
+        for m in (model, shared):
+            torch.manual_seed(0)
+            runs.append(m.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=sample,
+                                   pad_token_id=proc.tokenizer.pad_token_id, output_scores=True,
+                                   return_dict_in_generate=True))
+        assert torch.equal(runs[0].sequences, runs[1].sequences)
+        for a, b in zip(runs[0].scores, runs[1].scores):
+            assert torch.allclose(a, b, atol=1e-4)
+    assert seen[0] == (3, width - 1) and seen[1] == (6, 1)  # three prompts once, then every row's last prompt token

@@ -391,8 +391,7 @@ def _logits_after_prefix(model, prefix: list[int], ids: torch.Tensor, mask: torc
     cache = getattr(model(input_ids=head, attention_mask=torch.ones_like(head), audio_features=[features],
                           use_cache=True), CACHE_ARG)
     cache.batch_repeat_interleave(rows)
-    inner = model.model  # the MusTModel whose per-row audio state the pointer reads
-    inner.audio_cache, inner.asked = inner.audio_cache[:1] * rows, inner.asked[:1] * rows
+    model.model.select_rows([0] * rows)  # the MusTModel whose per-row audio state the pointer reads
     n = len(prefix)
     full_mask = torch.cat([torch.ones(rows, n, dtype=mask.dtype), mask], 1).to(model.device)
     positions = (n + torch.arange(ids.shape[1], device=model.device)).expand(rows, -1)

@@ -497,6 +497,14 @@ class MusTModel(MusTPreTrainedModel):
             ctx = self.time_key_context(hidden[b, pos[ok]])
             self.audio_cache[b] = (audio[0], audio[1].index_add(0, secs[ok], ctx.to(audio[1].dtype)), *audio[2:])
 
+    def select_rows(self, rows: list[int]) -> None:
+        """Keep the per-row audio state of batch rows ``rows`` (repeats allowed), in that order: after a prompt has been
+        run once and its KV cache repeated (``Cache.reorder_cache``), each copy continues with its prompt's audio,
+        asked seconds and turn."""
+        for name in ("audio_cache", "audio_positions", "asked", "region_turns"):
+            state = getattr(self, name)
+            setattr(self, name, [state[r] for r in rows] if state else state)
+
     def _cached(self, row: int, part: int) -> torch.Tensor | None:
         """Part ``part`` of batch row ``row``'s entry in :attr:`audio_cache` (from the last prompt embedded)."""
         audio = self.audio_cache[row] if row < len(self.audio_cache) else None
@@ -746,8 +754,9 @@ class MusTForCausalLM(MusTPreTrainedModel, GenerationMixin):
             model_kwargs["audio_features"] = [f for f in feats for _ in range(expand_size)]
         return super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, audio_features=None, **kwargs):
-        cache = _cache_from(past_key_values, kwargs)
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, audio_features=None, cache=None, **kwargs):
+        # ``cache`` named here, as newer transformers name it: generate checks a cache passed in against this signature
+        cache = past_key_values if cache is None else cache
         inputs = super().prepare_inputs_for_generation(input_ids, **{CACHE_ARG: cache}, **kwargs)
         # audio is added when the prompt is first embedded; later steps only see generated tokens
         first_step = cache is None or cache.get_seq_length() == 0
