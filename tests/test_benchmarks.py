@@ -234,3 +234,22 @@ def test_packed_step_times_both_attentions_over_stage3_like_packings(tmp_path):
     result = json.loads((tmp_path / "packed_step.json").read_text())
     assert set(result["step_s"]) == set(VARIANTS) and all(t > 0 for t in result["step_s"].values())
     assert "| must_packed blocks |" in (tmp_path / "packed_step.md").read_text()
+
+
+def test_grpo_step_times_whole_rows_and_prompts_once(tmp_path):
+    """The GRPO-step benchmark builds stage-4-like batches (each prompt repeated, left-padded) and times both ways."""
+    from benchmarks.grpo_step import VARIANTS, _batches, _policy, main, step_seconds
+
+    model, proc = _policy()
+    batches = _batches(proc, model, steps=2, prompts=2, generations=3)
+    for b in batches:
+        ids, mask = b["input_ids"], b["attention_mask"]
+        assert ids.shape[0] == 6 and torch.equal(ids[0], ids[2]) and torch.equal(ids[3], ids[5])
+        assert not torch.equal(ids[0], ids[3]) and (mask[:, -1] == 1).all()  # two tracks; padded on the left
+        assert 200 < int(mask.sum(1).max()) < 400  # audio span of 90-150 s, heard line, question
+    with pytest.raises(ValueError, match="variant must be one of"):
+        step_seconds("vllm")
+    main(["--steps", "1", "--prompts", "2", "--generations", "2", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "grpo_step.json").read_text())
+    assert set(result["step_s"]) == set(VARIANTS) and all(t > 0 for t in result["step_s"].values())
+    assert "| prompts once |" in (tmp_path / "grpo_step.md").read_text()
