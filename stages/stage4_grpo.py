@@ -31,7 +31,7 @@ from stages.shared_prompts import run_prompts_once
 from stages.stage3_sft import balanced
 
 __all__ = ["GRPOStageRecipe", "StageGRPOTrainer", "DropUnscoredMetrics", "PolicyBaseline", "score_with_full_logits",
-           "sample_in_answer_form", "sample_prompts_once"]
+           "sample_in_answer_form", "sample_prompts_once", "must_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,18 @@ def sample_prompts_once(model) -> None:
         return original(*args, **kwargs)
 
     model.generate = types.MethodType(generate, model)
+
+
+def must_policy(model, temperature: float, tokenizer=None) -> None:
+    """Stage 4's MusT policy: scored with its full logits, sampling each distinct prompt once and (given the
+    ``tokenizer``) in answer form. Each is installed once, also on a model merged after the module pass, which still
+    carries that pass's."""
+    model.__dict__.pop("forward", None)
+    model.__dict__.pop("generate", None)
+    score_with_full_logits(model, temperature)
+    sample_prompts_once(model)
+    if tokenizer is not None:
+        sample_in_answer_form(model, tokenizer)
 
 
 # stage4.baseline: how the answer a relative reward is measured against is decoded — as `must-bench evaluate`
@@ -296,10 +308,7 @@ class GRPOStageRecipe:
         if baseline is not None:
             baseline.trainer = trainer
         if self.kind == "must":
-            score_with_full_logits(trainer.model.get_base_model(), st.temperature)
-            sample_prompts_once(trainer.model.get_base_model())
-            if st.sample_in_answer_form:
-                sample_in_answer_form(trainer.model.get_base_model(), tok)
+            must_policy(trainer.model.get_base_model(), st.temperature, tok if st.sample_in_answer_form else None)
         return trainer
 
     def train(self) -> None:

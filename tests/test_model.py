@@ -1573,3 +1573,25 @@ def test_grpo_samples_each_distinct_prompt_once_as_whole_rows_would():
         for a, b in zip(runs[0].scores, runs[1].scores):
             assert torch.allclose(a, b, atol=1e-4)
     assert seen[0] == (3, width - 1) and seen[1] == (6, 1)  # three prompts once, then every row's last prompt token
+
+
+def test_must_policy_installs_each_wrapper_once_however_often_it_is_applied(monkeypatch):
+    """The adapters' pass wraps the model the module pass already wrapped (merged, the same object): its samples still
+    get one answer-form constraint and one prompt pass per batch, and its scores are those of the first wrapping."""
+    import stages.stage4_grpo as s4
+
+    model, proc, (ids, mask, width) = _shared_prompt_model()
+    ids, mask = ids[:, :width], mask[:, :width]
+    calls = {"form": 0, "prompts": 0}
+    form, once = s4.answer_form_processors, s4.run_prompts_once
+    monkeypatch.setattr(s4, "answer_form_processors", lambda *a: calls.__setitem__("form", calls["form"] + 1) or form(*a))
+    monkeypatch.setattr(s4, "run_prompts_once", lambda *a, **k: calls.__setitem__("prompts", calls["prompts"] + 1) or once(*a, **k))
+    s4.must_policy(model, 0.7, proc.tokenizer)
+    labels = torch.cat([torch.full_like(ids[:, :-1], -100), ids[:, -1:]], 1)
+    first = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs
+    s4.must_policy(model, 0.7, proc.tokenizer)
+    again = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs
+    assert torch.allclose(first, again) and calls["prompts"] == 2
+    model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=2, do_sample=False,
+                   pad_token_id=proc.tokenizer.pad_token_id)
+    assert calls == {"form": 1, "prompts": 3}
