@@ -1481,7 +1481,7 @@ def test_region_pointer_is_carried_through_generation():
     assert written[REGION_TEXTS[1]][0] != "0:22" and written[REGION_TEXTS[1]][1] == [False]
 
 
-def _grpo_batch(model, proc, prompts: list[str], completions: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _grpo_batch(proc, prompts: list[str], completions: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Rows as TRL builds them: each prompt left-padded to the longest, its completion right-padded after it;
     ``(input_ids, attention_mask, prompt width)``."""
     tok, pad = proc.tokenizer, proc.tokenizer.pad_token_id
@@ -1508,7 +1508,7 @@ def _shared_prompt_model():
     prompts = [intense, piano, intense, other, piano, intense]
     completions = [" 0:22-0:29 <|im_end|>", " 0:03 <|im_end|>", " 0:20-0:25 <|im_end|>", " 0:01-0:29 <|im_end|>",
                    " 0:12 <|im_end|>", " 0:22 <|im_end|>"]
-    return model, proc, _grpo_batch(model, proc, prompts, completions)
+    return model, proc, _grpo_batch(proc, prompts, completions)
 
 
 def test_grpo_scores_each_distinct_prompt_once_with_the_scores_and_gradients_of_whole_rows():
