@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from benchmarks.figures import save_table
+from benchmarks.figures import save_table, step_table
 
 __all__ = ["VARIANTS", "step_seconds", "run"]
 
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/benchmarks")
     a = ap.parse_args(argv)
     result = run(a.steps, a.batch, a.seconds)
-    lines = ["| variant | s / step | speed-up |", "|---|---:|---:|"]
-    lines += [f"| {v} | {result['step_s'][v]} | {result['speedup'][v]}× |" for v in VARIANTS]
+    lines = step_table("variant", result["step_s"], result["speedup"])
     title = f"stage-1 encoder step, {a.batch} crops of {a.seconds:g} s, {result['threads']} threads"
     save_table(a.out, "encoder_step", result, title, lines)
 

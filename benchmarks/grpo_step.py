@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.figures import save_table
+from benchmarks.figures import save_table, step_table
 
 __all__ = ["VARIANTS", "step_seconds", "run"]
 
@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/benchmarks")
     a = ap.parse_args(argv)
     result = run(a.steps, a.prompts, a.generations)
-    lines = ["| GRPO step | s / step | speed-up |", "|---|---:|---:|",
-             f"| {VARIANTS[0]} | {result['step_s'][VARIANTS[0]]} | 1.0× |",
-             f"| {VARIANTS[1]} | {result['step_s'][VARIANTS[1]]} | {result['speedup']}× |"]
+    lines = step_table("GRPO step", result["step_s"], {VARIANTS[0]: 1.0, VARIANTS[1]: result["speedup"]})
     title = (f"MusT-small with LoRA, sample + score + backward, {a.prompts} prompts x {a.generations} generations "
              f"(mean prompt length {result['mean_prompt_length']}), {result['threads']} threads")
     save_table(a.out, "grpo_step", result, title, lines)

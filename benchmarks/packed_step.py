@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.figures import save_table
+from benchmarks.figures import save_table, step_table
 
 __all__ = ["VARIANTS", "packings", "step_seconds", "run"]
 
@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/benchmarks")
     a = ap.parse_args(argv)
     result = run(a.steps, a.batch, a.turns)
-    lines = ["| packed attention | s / step | speed-up |", "|---|---:|---:|",
-             f"| {VARIANTS[0]} | {result['step_s'][VARIANTS[0]]} | 1.0× |",
-             f"| {VARIANTS[1]} | {result['step_s'][VARIANTS[1]]} | {result['speedup']}× |"]
+    lines = step_table("packed attention", result["step_s"], {VARIANTS[0]: 1.0, VARIANTS[1]: result["speedup"]})
     title = (f"MusT-small LM, forward + backward, {a.batch} rows x {a.turns} packed turns (mean length "
              f"{result['mean_length']}), {result['threads']} threads")
     save_table(a.out, "packed_step", result, title, lines)
