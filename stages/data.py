@@ -203,13 +203,17 @@ class TrainData:
         d = self.cache / "features" / tag
         d.mkdir(parents=True, exist_ok=True)
         rows = tracks.to_dict("records")
-        todo = [r for i, r in enumerate(rows) if i % world == rank and not (d / f"{r['track_id']}.safetensors").exists()]
+
+        def path(r: dict) -> Path:
+            return d / f"{r['track_id']}.safetensors"
 
         def encode(r: dict) -> None:
             f = model.encode_audio(self.wave(r["track_id"], r["audio"])).cpu().contiguous()
-            tmp = d / f"{r['track_id']}.part"
+            tmp = path(r).with_suffix(".part")
             save_file({"features": f}, str(tmp))
-            tmp.replace(d / f"{r['track_id']}.safetensors")
+            tmp.replace(path(r))
+
+        todo = [r for i, r in enumerate(rows) if i % world == rank and not path(r).exists()]
 
         # a track's encoding is many small ops that two intra-op threads barely share: one track per thread instead
         # (0.153 -> 0.106 s a track on 2 cores, the same features to the bit)
@@ -222,7 +226,7 @@ class TrainData:
             torch.set_num_threads(threads)
         if world > 1:
             torch.distributed.barrier()
-        return {r["track_id"]: load_file(str(d / f"{r['track_id']}.safetensors"))["features"] for r in rows}
+        return {r["track_id"]: load_file(str(path(r)))["features"] for r in rows}
 
     def examples(self, split: str, tasks: list[str]) -> list[dict[str, Any]]:
         """Task questions of a split as training examples (question, instruction, answer, columns for rewards)."""
