@@ -7,9 +7,10 @@
 
 from rewards import choice, format, interval, timestamp  # noqa: F401,A004  (import registers the rewards)
 from rewards.base import REWARDS, completion_texts, make_reward, register_reward
-from rewards.composite import (RewardConfig, RewardSpec, build_reward_funcs, composite_reward, load_reward_config,
-                               needs_baseline)
+from rewards.composite import (RewardConfig, RewardSpec, baseline_tasks, build_reward_funcs, composite_reward,
+                               load_reward_config, needs_baseline, reads_baseline)
 from rewards.relative import improvement_over_baseline
 
 __all__ = ["REWARDS", "make_reward", "register_reward", "completion_texts", "RewardConfig", "RewardSpec",
-           "build_reward_funcs", "composite_reward", "load_reward_config", "needs_baseline", "improvement_over_baseline"]
+           "build_reward_funcs", "composite_reward", "load_reward_config", "needs_baseline", "reads_baseline",
+           "baseline_tasks", "improvement_over_baseline"]

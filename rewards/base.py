@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,11 +28,13 @@ REWARDS: dict[str, RewardFunc] = {}
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 
 
-def register_reward(name: str) -> Callable[[RewardFunc], RewardFunc]:
-    """Decorator: register a reward function under ``name`` (its ``__name__`` becomes ``name``)."""
+def register_reward(name: str, tasks: Iterable[str] | None = None) -> Callable[[RewardFunc], RewardFunc]:
+    """Decorator: register a reward function under ``name`` (its ``__name__`` becomes ``name``); ``tasks`` are the
+    tasks whose rows it scores (``None``: any row), kept as its ``tasks`` attribute."""
 
     def wrap(fn: RewardFunc) -> RewardFunc:
         fn.__name__ = name
+        fn.tasks = None if tasks is None else frozenset(tasks)  # type: ignore[attr-defined]
         REWARDS[name] = fn
         return fn
 

@@ -11,7 +11,7 @@ from rewards.base import answer_text, column, completion_texts, register_reward
 __all__ = ["choice_accuracy", "tad_meteor", "tad_semantic"]
 
 
-@register_reward("choice_accuracy")
+@register_reward("choice_accuracy", tasks=("LTR", "GTO", "AVQA"))
 def choice_accuracy(completions, **kwargs) -> list[float | None]:
     """1 when the parsed letter (LTR/GTO) or vocabulary word (AVQA) is the answer, else 0."""
     texts = completion_texts(completions)
@@ -47,13 +47,13 @@ def _tad(completions, kwargs, fn) -> list[float | None]:
     return out
 
 
-@register_reward("tad_meteor")
+@register_reward("tad_meteor", tasks=("TAD",))
 def tad_meteor(completions, **kwargs) -> list[float | None]:
     """METEOR of the description against the references (as the scorer computes it)."""
     return _tad(completions, kwargs, text_metrics.meteor)
 
 
-@register_reward("tad_semantic")
+@register_reward("tad_semantic", tasks=("TAD",))
 def tad_semantic(completions, *, encoder: str | None = None, **kwargs) -> list[float | None]:
     """Sentence-embedding cosine similarity to the references (as the scorer computes it)."""
     enc = text_metrics.load_encoder(encoder)

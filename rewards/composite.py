@@ -9,7 +9,8 @@ from must.config import load_config
 from rewards.base import REWARDS, make_reward
 from rewards.relative import improvement_over_baseline
 
-__all__ = ["RewardSpec", "RewardConfig", "load_reward_config", "build_reward_funcs", "composite_reward", "needs_baseline"]
+__all__ = ["RewardSpec", "RewardConfig", "load_reward_config", "build_reward_funcs", "composite_reward", "needs_baseline",
+           "reads_baseline", "baseline_tasks"]
 
 
 @dataclass
@@ -46,10 +47,22 @@ def build_reward_funcs(cfg: RewardConfig) -> tuple[list, list[float]]:
     return funcs, [float(s.weight) for s in cfg.rewards]
 
 
+def reads_baseline(spec: RewardSpec) -> bool:
+    """Whether the component is relative or reads the ``baseline`` column itself."""
+    return spec.relative or getattr(REWARDS.get(spec.name), "needs_baseline", False)
+
+
 def needs_baseline(cfg: RewardConfig) -> bool:
-    """Whether any component is relative or reads the ``baseline`` column itself, so the trainer must supply each
-    row's baseline completion."""
-    return any(s.relative or getattr(REWARDS.get(s.name), "needs_baseline", False) for s in cfg.rewards)
+    """Whether any component reads the ``baseline`` column, so the trainer must supply each row's baseline
+    completion."""
+    return any(reads_baseline(s) for s in cfg.rewards)
+
+
+def baseline_tasks(cfg: RewardConfig) -> frozenset[str] | None:
+    """The tasks whose rows the baseline-reading components score (``None``: any row), so the trainer need
+    generate baselines only for those rows."""
+    scopes = [getattr(REWARDS.get(s.name), "tasks", None) for s in cfg.rewards if reads_baseline(s)]
+    return None if any(t is None for t in scopes) else frozenset().union(*scopes)
 
 
 def composite_reward(cfg: RewardConfig):

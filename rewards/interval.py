@@ -52,7 +52,7 @@ def _single_iou(rows) -> dict[int, float]:
     return dict(zip(idx, (inter / union).tolist()))
 
 
-@register_reward("interval_iou")
+@register_reward("interval_iou", tasks=("MTR",))
 def interval_iou(completions, **kwargs) -> list[float | None]:
     """Temporal IoU of the predicted and reference interval unions (the benchmark's MTR IoU)."""
     rows = _prepare(completions, kwargs)
@@ -68,13 +68,13 @@ def interval_iou(completions, **kwargs) -> list[float | None]:
     return out
 
 
-@register_reward("interval_f1")
+@register_reward("interval_f1", tasks=("MTR",))
 def interval_f1(completions, *, thresholds: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7), **kwargs) -> list[float | None]:
     """Soft F1 over several intervals: segment F1 averaged over IoU thresholds (the benchmark's MTR F1)."""
     return _score_rows(completions, kwargs, lambda ref, est, _: segment_f1(ref, np.array(est), thresholds))
 
 
-@register_reward("interval_tiou")
+@register_reward("interval_tiou", tasks=("MTR",))
 def interval_tiou(completions, **kwargs) -> list[float | None]:
     """Time-R1's tIoU = IoU · (1 − |Δstart|/T) · (1 − |Δend|/T), with the start/end of each set's hull.
 
@@ -102,7 +102,7 @@ def _soft_mask(intervals, grid: np.ndarray, width: float) -> np.ndarray:
     return m
 
 
-@register_reward("interval_soft_iou")
+@register_reward("interval_soft_iou", tasks=("MTR",))
 def interval_soft_iou(completions, *, width: float = 4.0, step: float = 0.25, **kwargs) -> list[float | None]:
     """IoU of boundary-smoothed memberships (linear ramps ``width`` s wide): near-misses earn partial credit."""
 
@@ -121,7 +121,7 @@ def _matched(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(rows.tolist(), cols.tolist()))
 
 
-@register_reward("interval_boundary")
+@register_reward("interval_boundary", tasks=("MTR",))
 def interval_boundary(completions, *, tau: float = 5.0, kernel: str = "exp", **kwargs) -> list[float | None]:
     """Each boundary scored alone over reference/predicted intervals matched one-to-one: ``exp`` exp(−|Δ| / τ),
     ``linear`` max(0, 1 − |Δ| / τ).
@@ -146,7 +146,7 @@ def interval_boundary(completions, *, tau: float = 5.0, kernel: str = "exp", **k
     return _score_rows(completions, kwargs, score)
 
 
-@register_reward("interval_median_side")
+@register_reward("interval_median_side", tasks=("MTR",))
 def interval_median_side(completions, *, tolerance: float = 1.0, **kwargs) -> list[float | None]:
     """Per boundary, +1 when the sample falls on the reference's side of the ``baseline`` answer's boundary, −1
     on the other side, 0 on it or when that boundary is within ``tolerance`` seconds of the reference; the mean

@@ -21,18 +21,19 @@ __all__ = ["improvement_over_baseline"]
 
 def improvement_over_baseline(fn: RewardFunc, baseline_column: str = "baseline") -> RewardFunc:
     """``fn`` turned into ``max(0, fn(completion) − fn(baseline))`` per row, the baseline completion read from the
-    ``baseline_column`` column; rows ``fn`` leaves out (``None``) stay out."""
+    ``baseline_column`` column; rows ``fn`` leaves out (``None``) stay out and need no baseline."""
 
     @functools.wraps(fn)
     def relative(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         n = row_count(completions)
         baseline = column(kwargs, baseline_column, n)
-        if any(b is None for b in baseline):
-            raise ValueError(f"{fn.__name__} relative to a baseline needs the {baseline_column!r} column")
         columns = {k: v for k, v in kwargs.items() if k != baseline_column}
-        # TRL's completion_ids are the samples' tokens, not the baseline's
-        base = fn(list(baseline), **{k: v for k, v in columns.items() if k != "completion_ids"})
         own = fn(completions, **columns)
+        if any(b is None and r is not None for r, b in zip(own, baseline)):
+            raise ValueError(f"{fn.__name__} relative to a baseline needs the {baseline_column!r} column")
+        # TRL's completion_ids are the samples' tokens, not the baseline's
+        base = fn(["" if b is None else b for b in baseline],
+                  **{k: v for k, v in columns.items() if k != "completion_ids"})
         return [None if r is None else max(0.0, float(r) - float(b or 0.0)) for r, b in zip(own, base)]
 
     relative.__name__ = f"{fn.__name__}>{baseline_column}"

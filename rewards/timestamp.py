@@ -37,21 +37,21 @@ def _finish(values: np.ndarray, applicable: np.ndarray) -> list[float | None]:
     return [float(v) if ok else None for v, ok in zip(values, applicable)]
 
 
-@register_reward("timestamp_exp")
+@register_reward("timestamp_exp", tasks=("TSG",))
 def timestamp_exp(completions, *, tau: float = 5.0, **kwargs) -> list[float | None]:
     """exp(−|Δ| / τ): 1 at the answer, 0.37 at τ seconds off."""
     err, ok = time_errors(completions, kwargs)
     return _finish(np.exp(-err / tau), ok)
 
 
-@register_reward("timestamp_gauss")
+@register_reward("timestamp_gauss", tasks=("TSG",))
 def timestamp_gauss(completions, *, sigma: float = 3.0, **kwargs) -> list[float | None]:
     """exp(−Δ² / 2σ²): flat near the answer, falls fast beyond σ."""
     err, ok = time_errors(completions, kwargs)
     return _finish(np.exp(-(err ** 2) / (2 * sigma ** 2)), ok)
 
 
-@register_reward("timestamp_hit")
+@register_reward("timestamp_hit", tasks=("TSG",))
 def timestamp_hit(completions, *, k: float = 3.0, **kwargs) -> list[float | None]:
     """Hit@k: 1 when within ``k`` seconds (the benchmark's metric with k = 3), else 0."""
     err, ok = time_errors(completions, kwargs)
@@ -59,7 +59,7 @@ def timestamp_hit(completions, *, k: float = 3.0, **kwargs) -> list[float | None
         return _finish((err <= k).astype(float), ok)
 
 
-@register_reward("out_of_range")
+@register_reward("out_of_range", tasks=("TSG", "MTR"))
 def out_of_range(completions, *, penalty: float = -1.0, tolerance: float = 1.0, **kwargs) -> list[float | None]:
     """``penalty`` when an answered time lies beyond the track (or before 0), else 0; TSG and MTR rows."""
     texts = completion_texts(completions)

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import logging
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import datasets
@@ -22,7 +22,8 @@ from trl import GRPOConfig, GRPOTrainer
 from must.model.heard import heard_for
 from must.model.inference import CONSTRAINED_TIME_RULES, TimeChoice, answer_form_processors
 from must.model.modeling import CACHE_ARG
-from rewards import build_reward_funcs, load_reward_config, needs_baseline
+from rewards import baseline_tasks, build_reward_funcs, load_reward_config, needs_baseline, reads_baseline
+from rewards.base import column
 from stages.common import (AutocastMixin, JsonlLogger, features_tag, finish_lora_stage, freeze_audio_encoder,
                            load_stage_model, lora_config, rank_world, resume_point, stage_dir, trainer_kwargs)
 from stages.config import GRPOStage, ModulePass, TrainConfig
@@ -162,11 +163,14 @@ class PolicyBaseline:
     """Each prompt's deterministic completion from the policy being trained, generated once per training step, as
     the ``baseline`` column of relative rewards (:mod:`rewards.relative`): the answer evaluation scores, as it
     stands. Greedy by default; ``time_rules`` (task → rule over the distribution of seconds, :class:`TimeChoice`)
-    write that task's times as ``choices=constrained`` does instead of the most probable second."""
+    write that task's times as ``choices=constrained`` does instead of the most probable second. Only rows of
+    ``tasks`` (``None``: every row), the ones the baseline-reading rewards score, get one; the rest get ``None``."""
 
-    def __init__(self, time_rules: dict[str, Callable[[torch.Tensor], int]] | None = None) -> None:
+    def __init__(self, time_rules: dict[str, Callable[[torch.Tensor], int]] | None = None,
+                 tasks: Iterable[str] | None = None) -> None:
         self.trainer: StageGRPOTrainer | None = None
         self.time_rules = dict(time_rules or {})
+        self.tasks = None if tasks is None else frozenset(tasks)
         self._step, self._answers = -1, {}
 
     def answers(self, prompts: list[str], step: int, tasks: list[str] | None = None) -> list[str]:
@@ -206,7 +210,11 @@ class PolicyBaseline:
         @functools.wraps(fn)
         def with_baseline(completions, prompts, trainer_state=None, **kwargs):
             step = trainer_state.global_step if trainer_state is not None else 0
-            baseline = self.answers(list(prompts), step, kwargs.get("task"))
+            tasks = column(kwargs, "task", len(prompts))
+            wanted = [self.tasks is None or t is None or t in self.tasks for t in tasks]
+            answers = iter(self.answers([p for p, w in zip(prompts, wanted) if w], step,
+                                        [t for t, w in zip(tasks, wanted) if w]))
+            baseline = [next(answers) if w else None for w in wanted]
             return fn(completions, prompts=prompts, baseline=baseline, **kwargs)
 
         return with_baseline
@@ -285,9 +293,10 @@ class GRPOStageRecipe:
                 for p, e in zip(prompts, examples)]
         reward_cfg = load_reward_config(st.rewards)
         funcs, weights = build_reward_funcs(reward_cfg)
-        baseline = PolicyBaseline(BASELINE_TIME_RULES[st.baseline]) if needs_baseline(reward_cfg) else None
+        baseline = (PolicyBaseline(BASELINE_TIME_RULES[st.baseline], baseline_tasks(reward_cfg))
+                    if needs_baseline(reward_cfg) else None)
         if baseline is not None:
-            funcs = [baseline.wrap(f) for f in funcs]
+            funcs = [baseline.wrap(f) if reads_baseline(s) else f for f, s in zip(funcs, reward_cfg.rewards)]
         args = GRPOConfig(**trainer_kwargs(st, sdir, self.cfg), num_generations=st.num_generations, beta=st.beta,
                           temperature=st.temperature, max_completion_length=st.max_completion_length,
                           reward_weights=weights, log_completions=False, bf16=False,

@@ -1274,6 +1274,36 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
     assert seen[2] == [want[1]] * 2 and len(calls) == 3
 
 
+def test_baseline_is_generated_only_for_rows_of_the_tasks_its_rewards_score():
+    """Stage 4's default rewards read the baseline only on MTR (interval IoU over the greedy answer): a step of TSG
+    and MTR rows generates the two MTR prompts' baselines, TSG rows get ``None`` and a TSG-only step generates
+    nothing; the relative IoU scores MTR rows against their baseline and leaves TSG rows out."""
+    from types import SimpleNamespace
+
+    from rewards import baseline_tasks, build_reward_funcs, load_reward_config, reads_baseline
+    from stages.stage4_grpo import PolicyBaseline
+
+    cfg = load_reward_config("rewards/over-greedy-mtr.yaml")
+    assert baseline_tasks(cfg) == {"MTR"}
+    funcs, _ = build_reward_funcs(cfg)
+    iou = next(f for f, s in zip(funcs, cfg.rewards) if reads_baseline(s))
+    baseline = PolicyBaseline(tasks=baseline_tasks(cfg))
+    generated = []
+    baseline._generate = lambda prompts, tasks: generated.append(list(zip(prompts, tasks))) or ["0:00-0:10"] * len(prompts)
+    seen = []
+    wrapped = baseline.wrap(lambda completions, **cols: seen.append(cols["baseline"]) or iou(completions, **cols))
+    rows = dict(prompts=["t1", "t1", "m1", "m1", "m2", "m2"], task=["TSG"] * 2 + ["MTR"] * 4,
+                answer=["0:05"] * 2 + ["0:00-0:20"] * 4, duration=[30.0] * 6)
+    got = wrapped(["0:05", "0:06", "0:00-0:20", "0:00-0:05", "0:00-0:20", "0:00-0:10"],
+                  trainer_state=SimpleNamespace(global_step=0), **rows)
+    assert generated == [[("m1", "MTR"), ("m2", "MTR")]]
+    assert seen[0] == [None, None] + ["0:00-0:10"] * 4
+    assert got == [None, None, pytest.approx(0.5), 0.0, pytest.approx(0.5), 0.0]  # IoU 1 or .25 over the baseline's .5
+    wrapped(["0:05", "0:06"], prompts=["t2", "t2"], task=["TSG"] * 2, answer=["0:05"] * 2, duration=[30.0] * 2,
+            trainer_state=SimpleNamespace(global_step=1))
+    assert len(generated) == 1 and seen[1] == [None, None]
+
+
 def test_constrained_baseline_writes_tsg_and_mtr_times_as_choices_constrained_does(tiny):
     """``stage4.baseline: constrained``: the baseline's first time is chosen by the task's ``choices=constrained`` rule.
     Over seconds with probability .30 at 10, .18 at 20 and 23, .34 at 60: greedy writes 1:00 (the most probable),

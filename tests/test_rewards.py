@@ -182,8 +182,23 @@ def test_improvement_over_baseline_by_hand():
               baseline=["0:10-0:30"] * 3 + ["A"])
     assert got[:3] == pytest.approx([2 / 3, 1 / 6, 0.0]) and got[3] is None
     assert iou.__name__ == "interval_iou>baseline"
+    # a row it leaves out needs no baseline; a row it scores does
+    assert iou(["B", "0:00-0:20"], answer=["B", "0:00-0:20"], task=["LTR", "MTR"], baseline=[None, "0:10-0:30"]) == \
+        [None, pytest.approx(2 / 3)]
     with pytest.raises(ValueError, match="baseline"):
         rel(["1:05"], answer=["1:05"], task=["TSG"])
+    with pytest.raises(ValueError, match="baseline"):
+        iou(["B", "0:00-0:20"], answer=["B", "0:00-0:20"], task=["LTR", "MTR"], baseline=["A", None])
+
+
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_a_reward_scores_exactly_the_tasks_it_declares(name):
+    """``tasks`` (what the trainer reads to know which rows need a baseline) agrees with the rows the reward scores:
+    each task's reference answer scored as a completion is ``None`` outside them, a value inside."""
+    declared = REWARDS[name].tasks
+    for task, row in ROW.items():
+        got = call(name, [row["answer"]], task, baseline=row["answer"])[0]
+        assert (got is not None) == (declared is None or task in declared), (name, task, got)
 
 
 def test_composite_from_yaml(tmp_path):
