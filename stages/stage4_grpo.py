@@ -192,14 +192,12 @@ class PolicyBaseline:
         model, was_training = trainer.model, trainer.model.training
         model.eval()
         try:
-            # the step's prompts in one batch, left-padded as TRL pads the prompts it samples from
-            enc = tok(text=list(prompts), return_tensors="pt", padding=True, padding_side="left",
-                      add_special_tokens=False).to(trainer.accelerator.device)
-            rules = {row: self.time_rules[t] for row, t in enumerate(tasks) if t in self.time_rules}
-            extra = {"logits_processor": LogitsProcessorList([TimeChoice(rules, model.config)])} if rules else {}
-            rows = model.generate(**enc, generation_config=config, **extra)[:, enc["input_ids"].shape[1]:].tolist()
             out, eos = [], set(trainer.eos_token_ids)
-            for ids in rows:
+            for p, task in zip(prompts, tasks):  # one at a time: no padding to get right, and a step holds a few prompts
+                enc = tok(text=[p], return_tensors="pt", add_special_tokens=False).to(trainer.accelerator.device)
+                rule = self.time_rules.get(task)
+                extra = {"logits_processor": LogitsProcessorList([TimeChoice({0: rule}, model.config)])} if rule else {}
+                ids = model.generate(**enc, generation_config=config, **extra)[0, enc["input_ids"].shape[1]:].tolist()
                 ends = [i for i, t in enumerate(ids) if t in eos]
                 out.append(tok.decode(ids[: ends[0] + 1] if ends else ids, skip_special_tokens=True))
             return out

@@ -1231,8 +1231,7 @@ def test_zero_touch_gives_every_trainable_parameter_a_zero_gradient(tiny):
 
 def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(tiny):
     """Relative rewards' ``baseline`` column: the policy's greedy completion of each prompt, decoded as TRL decodes
-    samples, generated once per step however many rewards and samples ask for it, and again at the next step. The
-    step's prompts (of two lengths) are generated in one left-padded batch, each answer as the prompt's alone."""
+    samples, generated once per step however many rewards and samples ask for it, and again at the next step."""
     import copy
     from types import SimpleNamespace
 
@@ -1244,8 +1243,7 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
     tok = proc.tokenizer
     torch.manual_seed(1)
     model.audio_store.update({0: torch.randn(300, model.config.feature_dim), 1: torch.randn(400, model.config.feature_dim)})
-    questions = ["When is the music at its most intense?", "When does the piano first start to play?"]
-    prompts = [proc.prompt(q, 30.0 + 10 * k, key=k) for k, q in enumerate(questions)]
+    prompts = [proc.prompt("When is the music at its most intense?", 30.0 + 10 * k, key=k) for k in (0, 1)]
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     sampling = GenerationConfig(max_new_tokens=6, do_sample=True, temperature=1.0, top_k=0, eos_token_id=[eos],
                                 pad_token_id=tok.pad_token_id)
@@ -1269,12 +1267,11 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
     state = SimpleNamespace(global_step=3)
     wrapped(["a"] * 4, prompts=[prompts[0]] * 2 + [prompts[1]] * 2, trainer_state=state, task=["MTR"] * 4)
     wrapped(["b"] * 4, prompts=[prompts[0]] * 2 + [prompts[1]] * 2, trainer_state=state, task=["MTR"] * 4)
-    assert want[0] != want[1]  # so rows mixed up in the batch would show
-    assert seen[0] == seen[1] == [want[0]] * 2 + [want[1]] * 2 and calls == [False]  # both prompts in one batch
+    assert seen[0] == seen[1] == [want[0]] * 2 + [want[1]] * 2 and calls == [False, False]
     assert model.training  # the trainer's mode is restored
     state.global_step = 4
     wrapped(["c"] * 2, prompts=[prompts[1]] * 2, trainer_state=state, task=["MTR"] * 2)
-    assert seen[2] == [want[1]] * 2 and len(calls) == 2
+    assert seen[2] == [want[1]] * 2 and len(calls) == 3
 
 
 def test_baseline_is_generated_only_for_rows_of_the_tasks_its_rewards_score():
@@ -1329,11 +1326,9 @@ def test_constrained_baseline_writes_tsg_and_mtr_times_as_choices_constrained_do
 
     def generate(input_ids=None, generation_config=None, logits_processor=None, **kwargs):
         assert generation_config.do_sample is False
-        batch = scores.expand(len(input_ids), -1).clone()  # every row's prompt has these scores
-        chosen = logits_processor[0](input_ids, batch) if logits_processor else batch
-        seconds = (chosen.argmax(-1) - lo).tolist()
-        written.extend(seconds)
-        return torch.cat([input_ids, torch.tensor([[lo + s, eos] for s in seconds])], 1)
+        chosen = logits_processor[0](input_ids, scores.clone()) if logits_processor else scores
+        written.append(int(chosen.argmax()) - lo)
+        return torch.cat([input_ids, torch.tensor([[lo + written[-1], eos]])], 1)
 
     model.generate = generate
     trainer = SimpleNamespace(model=model, processing_class=tok, eos_token_ids=[eos], accelerator=SimpleNamespace(device="cpu"),
