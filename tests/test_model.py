@@ -1243,7 +1243,8 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
     tok = proc.tokenizer
     torch.manual_seed(1)
     model.audio_store.update({0: torch.randn(300, model.config.feature_dim), 1: torch.randn(400, model.config.feature_dim)})
-    prompts = [proc.prompt("When is the music at its most intense?", 30.0 + 10 * k, key=k) for k in (0, 1)]
+    questions = ["When is the music at its most intense?", "When does the piano first start to play?"]
+    prompts = [proc.prompt(q, 30.0 + 10 * k, key=k) for k, q in enumerate(questions)]
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     sampling = GenerationConfig(max_new_tokens=6, do_sample=True, temperature=1.0, top_k=0, eos_token_id=[eos],
                                 pad_token_id=tok.pad_token_id)
@@ -1267,6 +1268,7 @@ def test_greedy_baseline_is_the_policys_greedy_answer_generated_once_per_step(ti
     state = SimpleNamespace(global_step=3)
     wrapped(["a"] * 4, prompts=[prompts[0]] * 2 + [prompts[1]] * 2, trainer_state=state, task=["MTR"] * 4)
     wrapped(["b"] * 4, prompts=[prompts[0]] * 2 + [prompts[1]] * 2, trainer_state=state, task=["MTR"] * 4)
+    assert want[0] != want[1]  # so answers given to the wrong prompt would show
     assert seen[0] == seen[1] == [want[0]] * 2 + [want[1]] * 2 and calls == [False, False]
     assert model.training  # the trainer's mode is restored
     state.global_step = 4
