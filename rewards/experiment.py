@@ -21,7 +21,7 @@ import pandas as pd
 from bench.io import iter_jsonl
 from bench.scoring import TextScorer, score_item
 from must.timecode import format_interval, format_intervals, format_time, parse_intervals
-from rewards.composite import RewardConfig, composite_reward, needs_baseline
+from rewards.composite import RewardConfig, baseline_tasks, composite_reward, needs_baseline
 
 __all__ = ["load_completions", "item_metric", "probes", "padded_reference", "baseline_problem", "run_experiment",
            "PROBES"]
@@ -92,7 +92,7 @@ def _columns(items: list[dict[str, Any]], baseline: dict[str, str] | None = None
             "answers": [list(i["answers"]) for i in items], "duration": [i.get("duration") for i in items],
             "question": [i["question"] for i in items], "qa_type": [i.get("qa_type") for i in items]}
     if baseline is not None:
-        cols["baseline"] = [baseline[str(i["id"])] for i in items]
+        cols["baseline"] = [baseline.get(str(i["id"])) for i in items]
     return cols
 
 
@@ -109,14 +109,16 @@ def run_experiment(bench: pd.DataFrame, completions: dict[str, list[str]], confi
                    max_probe_items: int = 100, semantic_model: str | None = None,
                    baseline: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything the ``rewards`` command reports, as a JSON-ready dict. ``baseline``: one answer per question id,
-    which relative rewards are scored against (needed when a config has any; completions of other questions are
-    left out then)."""
+    which relative rewards are scored against (needed when a config has any; completions of questions without one
+    are then left out, unless no baseline-reading reward scores their task)."""
     by_id = {str(r["id"]): r for r in bench.to_dict("records")}
     problem = baseline_problem(configs, baseline)
     if problem:
         raise ValueError(problem)
     if baseline is not None:
-        by_id = {k: v for k, v in by_id.items() if k in baseline}
+        scopes = [baseline_tasks(c) for c in configs if needs_baseline(c)]
+        needed = None if any(t is None for t in scopes) else frozenset().union(*scopes)
+        by_id = {k: v for k, v in by_id.items() if k in baseline or (needed is not None and v["task"] not in needed)}
     pairs = [(by_id[k], c) for k, cs in sorted(completions.items()) if k in by_id for c in cs]
     if not pairs:
         raise ValueError("no completion matches a benchmark id" + (" with a baseline answer" if baseline is not None else ""))

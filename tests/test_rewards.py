@@ -268,6 +268,14 @@ def test_experiment_scores_relative_rewards_against_a_baseline(tiny_bench):
     wrong = dict.fromkeys(right, "garbage")
     res = run_experiment(bench, completions, [over], baseline=wrong)
     assert max(res["configs"]["over-greedy"]["per_task"]["TSG"]["values"]) == pytest.approx(1.2)
+    # over-greedy-mtr reads the baseline on MTR alone: TSG completions need none, MTR ones without one are left out
+    mtr = bench[bench.task == "MTR"].head(2).to_dict("records")
+    both = {**completions, **{str(r["id"]): [str(r["answer"])] for r in mtr}}
+    res = run_experiment(bench, both, [load_reward_config("rewards/over-greedy-mtr.yaml")],
+                         baseline={str(mtr[0]["id"]): "garbage"})
+    per_task = res["configs"]["over-greedy-mtr"]["per_task"]
+    assert res["n_completions"] == 7 and len(per_task["MTR"]["values"]) == 1
+    assert per_task["MTR"]["values"][0] == pytest.approx(1.2)  # IoU 1 over an unparsed baseline's 0, plus the format bonus
 
 
 def test_rewards_command_with_a_baseline_run(tiny_bench, tmp_path):
