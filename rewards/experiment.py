@@ -116,8 +116,7 @@ def run_experiment(bench: pd.DataFrame, completions: dict[str, list[str]], confi
     if problem:
         raise ValueError(problem)
     if baseline is not None:
-        scopes = [baseline_tasks(c) for c in configs if needs_baseline(c)]
-        needed = None if any(t is None for t in scopes) else frozenset().union(*scopes)
+        needed = baseline_tasks(RewardConfig(rewards=[s for c in configs for s in c.rewards]))
         by_id = {k: v for k, v in by_id.items() if k in baseline or (needed is not None and v["task"] not in needed)}
     pairs = [(by_id[k], c) for k, cs in sorted(completions.items()) if k in by_id for c in cs]
     if not pairs:
