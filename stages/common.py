@@ -19,7 +19,7 @@ from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import LoopConfig, TrainConfig
 from stages.data import SOURCES
 
-__all__ = ["rank_world", "usable_cpus", "threads_per_process", "stage_dir", "is_done", "mark_done", "deepspeed_config",
+__all__ = ["rank_world", "usable_cpus", "threads_per_process", "oversubscription_warning", "stage_dir", "is_done", "mark_done", "deepspeed_config",
            "trainer_kwargs", "JsonlLogger", "resume_point", "new_must_model", "load_must", "save_any", "validate",
            "barrier", "append_metrics", "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder",
            "features_tag", "PROJECTOR_OPTIONS", "native_bf16", "autocast_dtype", "AutocastMixin", "StageTrainer"]
@@ -51,6 +51,18 @@ def threads_per_process(world: int) -> int:
     if value.isdigit() and int(value) > 0:
         return int(value)
     return max(1, usable_cpus() // world)
+
+
+def oversubscription_warning(load: float, cpus: int, threads: int, nproc: int) -> str | None:
+    """A warning when ``nproc`` processes of ``threads`` threads would share ``cpus`` CPUs with other work already
+    keeping ``load`` of them busy (the 1-minute load average), else ``None``."""
+    free = cpus - load
+    if load < 1.0 or threads * nproc <= max(free, 0.0) + 0.5:
+        return None
+    return (f"the CPUs are already busy (load {load:.1f} on {cpus}) and each of {nproc} process(es) would use "
+            f"{threads} thread(s): threads that share a core wait for each other at every small op, which made a GRPO "
+            f"step 30-40x slower on this project's 2-core machine. Set OMP_NUM_THREADS to the cores left free "
+            f"(e.g. OMP_NUM_THREADS={max(1, int(free + 0.5) // nproc)}), or run one thing at a time")
 
 
 def barrier() -> None:

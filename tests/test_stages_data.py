@@ -300,6 +300,19 @@ def test_usable_cpus_follows_the_affinity_mask():
     assert usable_cpus() == len(before)
 
 
+def test_oversubscription_warning_when_other_work_holds_the_cores():
+    """One evaluation thread already busy on 2 cores (load 1.0): 2 training threads would share a core (warn, suggest
+    1); 1 thread would not. An idle machine, or 8 cores with 2 busy and 4 threads wanted, gives no warning."""
+    from stages.common import oversubscription_warning
+
+    warning = oversubscription_warning(1.0, 2, 2, 1)
+    assert warning is not None and "load 1.0 on 2" in warning and "OMP_NUM_THREADS=1" in warning
+    assert oversubscription_warning(1.0, 2, 1, 1) is None
+    assert oversubscription_warning(0.3, 2, 2, 1) is None
+    assert oversubscription_warning(2.0, 8, 4, 1) is None
+    assert "OMP_NUM_THREADS=2" in oversubscription_warning(4.0, 8, 4, 2)  # 4 cores free, 2 processes
+
+
 def test_threads_per_process_honours_omp_num_threads(monkeypatch):
     from stages.common import threads_per_process, usable_cpus
 
