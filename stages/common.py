@@ -19,8 +19,9 @@ from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import LoopConfig, TrainConfig
 from stages.data import SOURCES
 
-__all__ = ["rank_world", "usable_cpus", "threads_per_process", "oversubscription_warning", "stage_dir", "is_done", "mark_done", "deepspeed_config",
-           "trainer_kwargs", "JsonlLogger", "resume_point", "new_must_model", "load_must", "save_any", "validate",
+__all__ = ["rank_world", "usable_cpus", "threads_per_process", "oversubscription_warning", "stage_dir", "is_done",
+           "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger", "resume_point", "new_must_model", "load_must",
+           "save_any", "validate",
            "barrier", "append_metrics", "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder",
            "features_tag", "PROJECTOR_OPTIONS", "native_bf16", "autocast_dtype", "AutocastMixin", "StageTrainer"]
 
