@@ -68,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     nproc = args.nproc or cfg.nproc
     # torchrun would set OMP_NUM_THREADS=1 for every process of a multi-process run; share the usable CPUs instead,
     # unless the user chose a number
+    threads = threads_per_process(nproc)
     if "OMP_NUM_THREADS" not in env and hasattr(os, "getloadavg"):
-        warning = oversubscription_warning(os.getloadavg()[0], usable_cpus(), threads_per_process(nproc), nproc)
+        warning = oversubscription_warning(os.getloadavg()[0], usable_cpus(), threads, nproc)
         if warning:
             log.warning(warning)
-    env.setdefault("OMP_NUM_THREADS", str(threads_per_process(nproc)))
+    env.setdefault("OMP_NUM_THREADS", str(threads))
     config = args.config if Path(args.config).exists() else str(__import__("configs").config_path(args.config))
     cmd = launch_command(config, args.out, args.stage, nproc, args.overrides)
     log.info("launching: %s", " ".join(cmd[2:]))
