@@ -29,16 +29,44 @@ _TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 
 
 def register_reward(name: str, tasks: Iterable[str] | None = None) -> Callable[[RewardFunc], RewardFunc]:
-    """Decorator: register a reward function under ``name`` (its ``__name__`` becomes ``name``); ``tasks`` are the
-    tasks whose rows it scores (``None``: any row), kept as its ``tasks`` attribute."""
+    """Decorator: register a reward function under ``name``; ``tasks`` are the tasks whose rows it scores (``None``:
+    any row), kept as its ``tasks`` attribute. Rows of other tasks get ``None`` without reaching the function, which
+    sees only its own tasks' rows (and rows with no ``task``), every per-row column cut to them."""
 
     def wrap(fn: RewardFunc) -> RewardFunc:
-        fn.__name__ = name
-        fn.tasks = None if tasks is None else frozenset(tasks)  # type: ignore[attr-defined]
-        REWARDS[name] = fn
-        return fn
+        scope = None if tasks is None else frozenset(tasks)
+        reward = fn if scope is None else _scoped(fn, scope)
+        reward.__name__ = name
+        reward.tasks = scope  # type: ignore[attr-defined]
+        REWARDS[name] = reward
+        return reward
 
     return wrap
+
+
+def _scoped(fn: RewardFunc, scope: frozenset[str]) -> RewardFunc:
+    """``fn`` called on the rows whose task is in ``scope`` (or missing) only, ``None`` on the others."""
+
+    @functools.wraps(fn)
+    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        n = row_count(completions)
+        keep = [i for i, t in enumerate(column(kwargs, "task", n)) if t is None or t in scope]
+        if len(keep) == n:
+            return fn(completions, **kwargs)
+        out: list[float | None] = [None] * n
+        if keep:
+            # per-row columns (lists, tuples, arrays of n values) are cut to the kept rows; TRL's scalars pass as-is
+            cut = {k: _rows(v, keep) if isinstance(v, (list, tuple, np.ndarray)) and len(v) == n else v
+                   for k, v in kwargs.items()}
+            for i, v in zip(keep, fn(_rows(completions, keep), **cut)):
+                out[i] = v
+        return out
+
+    return reward
+
+
+def _rows(values: Sequence[Any] | np.ndarray, keep: list[int]) -> list[Any] | np.ndarray:
+    return values[keep] if isinstance(values, np.ndarray) else [values[i] for i in keep]
 
 
 def make_reward(name: str, **params: Any) -> RewardFunc:

@@ -20,7 +20,7 @@ def choice_accuracy(completions, **kwargs) -> list[float | None]:
     prompts = column(kwargs, "prompts", n, "")
     out: list[float | None] = []
     for text, task, ans, q, p in zip(texts, tasks, answers, questions, prompts):
-        if task not in ("LTR", "GTO", "AVQA") or ans is None:
+        if task is None or ans is None:  # the task picks the parser
             out.append(None)
             continue
         a = answer_text(text)
@@ -37,10 +37,10 @@ def choice_accuracy(completions, **kwargs) -> list[float | None]:
 def _tad(completions, kwargs, fn) -> list[float | None]:
     texts = completion_texts(completions)
     n = len(texts)
-    tasks, answers, answer = column(kwargs, "task", n), column(kwargs, "answers", n), column(kwargs, "answer", n)
+    answers, answer = column(kwargs, "answers", n), column(kwargs, "answer", n)
     out: list[float | None] = []
-    for text, task, refs, ref in zip(texts, tasks, answers, answer):
-        if task not in (None, "TAD") or (refs is None and ref is None):
+    for text, refs, ref in zip(texts, answers, answer):
+        if refs is None and ref is None:
             out.append(None)
             continue
         out.append(fn([str(r) for r in (list(refs) if refs is not None else [ref])], answer_text(text)))

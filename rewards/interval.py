@@ -20,13 +20,10 @@ __all__ = ["interval_iou", "interval_f1", "interval_tiou", "interval_soft_iou", 
 def _prepare(completions, kwargs: dict):
     texts = completion_texts(completions)
     n = len(texts)
-    tasks, durations = column(kwargs, "task", n), column(kwargs, "duration", n)
+    durations = column(kwargs, "duration", n)
     answers, answer = column(kwargs, "answers", n), column(kwargs, "answer", n)
     rows = []
-    for text, task, d, refs, ref in zip(texts, tasks, durations, answers, answer):
-        if task not in (None, "MTR"):
-            rows.append(None)
-            continue
+    for text, d, refs, ref in zip(texts, durations, answers, answer):
         d = None if d is None else float(d)
         ref_ivs = [iv for r in (list(refs) if refs is not None else [ref]) for iv in (parsed_intervals(str(r), None) or ())]
         if not ref_ivs:
@@ -37,7 +34,7 @@ def _prepare(completions, kwargs: dict):
 
 
 def _score_rows(completions, kwargs: dict, score) -> list[float | None]:
-    """``score(reference, predicted, duration)`` on each MTR row: ``None`` off MTR, 0 for an unparsed answer."""
+    """``score(reference, predicted, duration)`` on each row with a reference: 0 for an unparsed answer."""
     return [None if r is None else (float(score(*r)) if r[1] else 0.0) for r in _prepare(completions, kwargs)]
 
 

@@ -21,15 +21,12 @@ def _reference(kwargs: dict, n: int) -> list[str]:
     return [str(a if a is not None else (b[0] if b is not None and len(b) else "")) for a, b in zip(answer, answers)]
 
 
-def time_errors(completions, kwargs: dict, task: str = "TSG") -> tuple[np.ndarray, np.ndarray]:
-    """``(errors, applicable)``: absolute errors (NaN when unparsed) and which rows the reward applies to."""
+def time_errors(completions, kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(errors, applicable)``: absolute errors (NaN when unparsed) and which rows have a reference time."""
     texts = completion_texts(completions)
-    n = len(texts)
-    tasks = column(kwargs, "task", n)
-    ref = np.array([parsed_time(r) for r in _reference(kwargs, n)])
+    ref = np.array([parsed_time(r) for r in _reference(kwargs, len(texts))])
     pred = np.array([parsed_time(t) for t in texts])
-    applicable = np.array([t in (None, task) for t in tasks]) & ~np.isnan(ref)
-    return np.abs(pred - ref), applicable
+    return np.abs(pred - ref), ~np.isnan(ref)
 
 
 def _finish(values: np.ndarray, applicable: np.ndarray) -> list[float | None]:
@@ -67,7 +64,7 @@ def out_of_range(completions, *, penalty: float = -1.0, tolerance: float = 1.0, 
     tasks, durations = column(kwargs, "task", n), column(kwargs, "duration", n)
     out: list[float | None] = []
     for text, task, d in zip(texts, tasks, durations):
-        if task not in (None, "TSG", "MTR") or d is None:
+        if d is None:
             out.append(None)
             continue
         if task == "MTR":

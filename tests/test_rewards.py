@@ -201,6 +201,37 @@ def test_a_reward_scores_exactly_the_tasks_it_declares(name):
         assert (got is not None) == (declared is None or task in declared), (name, task, got)
 
 
+def test_a_scoped_reward_sees_only_its_tasks_rows_with_their_columns():
+    """A reward declared for some tasks is called on those rows (and rows with no task) alone, every per-row column
+    cut to them in order, scalars passed as they are; the other rows get ``None`` and the answers land in place."""
+    import numpy as np
+
+    from rewards.base import REWARDS as registry, register_reward
+
+    seen = []
+
+    @register_reward("_probe", tasks=("MTR",))
+    def probe(completions, *, bonus: float = 0.0, **kwargs):
+        seen.append({"completions": list(completions), **kwargs})
+        return [float(len(c)) + bonus for c in completions]
+
+    try:
+        state = object()
+        out = make_reward("_probe", bonus=0.5)(
+            ["a", "bb", "ccc", "dddd"], task=["TSG", "MTR", None, "MTR"], answer=("1:05", "0:10-0:20", "x", "0:01-0:02"),
+            duration=np.array([1.0, 2.0, 3.0, 4.0]), completion_ids=[[1], [2], [3], [4]], trainer_state=state)
+        assert out == [None, 2.5, 3.5, 4.5]
+        (call_,) = seen
+        assert call_["completions"] == ["bb", "ccc", "dddd"] and call_["task"] == ["MTR", None, "MTR"]
+        assert call_["answer"] == ["0:10-0:20", "x", "0:01-0:02"] and call_["completion_ids"] == [[2], [3], [4]]
+        assert call_["duration"].tolist() == [2.0, 3.0, 4.0] and call_["trainer_state"] is state
+        seen.clear()
+        assert probe(["a", "b"], task=["TSG", "LTR"]) == [None, None] and not seen  # nothing to score: never called
+        assert probe(["a"], task="MTR") == [1.0] and seen[0]["task"] == "MTR"  # every row in scope: as given
+    finally:
+        registry.pop("_probe")
+
+
 def test_composite_from_yaml(tmp_path):
     p = tmp_path / "r.yaml"
     p.write_text("name: mix\nrewards:\n  - {name: timestamp_hit, weight: 2.0}\n  - {name: format_parsable, weight: 0.5}\n"
