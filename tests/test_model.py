@@ -907,14 +907,17 @@ def test_interval_end_is_written_after_its_start():
     from must.model.inference import IntervalEndAfterStart
 
     proc = IntervalEndAfterStart(time_token_offset=10, max_seconds=20, dash_token_id=5, prompt_length=3)
-    ids = torch.tensor([[1, 2, 3, 10 + 7, 5],  # wrote "0:07 -": the end must be 0:08 or later
+    ids = torch.tensor([[1, 2, 3, 10 + 7, 5],  # wrote "0:07 -": the next token is a time, 0:08 to 0:20 (ids 18-30)
                         [1, 2, 3, 10 + 7, 4],  # no dash: unconstrained
-                        [1, 2, 5, 10 + 7, 5]])
-    out = proc(ids, torch.zeros(3, 40))
-    assert torch.isinf(out[0, 10:18]).all() and (out[0, 18:] == 0).all() and (out[0, :10] == 0).all()
-    assert (out[1] == 0).all()
-    assert torch.isinf(out[2, 10:18]).all()
-    assert (proc(ids[:, :4], torch.zeros(3, 40)) == 0).all()  # fewer than two generated tokens
+                        [1, 2, 5, 10 + 7, 5],
+                        [1, 2, 3, 10 + 20, 5]])  # "0:20 -" at the last second: no end exists, so no time either
+    out = proc(ids, torch.zeros(4, 40))
+    allowed = torch.isfinite(out)
+    assert allowed[0].nonzero().flatten().tolist() == list(range(18, 31))  # no word ("1:51 - end 2:12"), no early end
+    assert allowed[1].all()
+    assert allowed[2].nonzero().flatten().tolist() == list(range(18, 31))
+    assert not allowed[3, 10:31].any() and allowed[3, :10].all() and allowed[3, 31:].all()
+    assert (proc(ids[:, :4], torch.zeros(4, 40)) == 0).all()  # fewer than two generated tokens
 
 
 @pytest.mark.parametrize("option", ["source_context", "tempo_signals"])

@@ -86,8 +86,10 @@ _OPTION_LABEL = re.compile(r"\(([XYZ])\)")  # "(Y) → (X) → (Z)": the order a
 
 
 class IntervalEndAfterStart(LogitsProcessor):
-    """While writing ``start - end``, allow only end times after the start: the pointer chooses each time on its
-    own and would otherwise write empty or reversed intervals (``0:48 - 0:48``), which the MTR scorer rejects."""
+    """After ``start -``, allow only an end time after the start: the pointer chooses each time on its own and would
+    otherwise write empty or reversed intervals (``0:48 - 0:48``), and the LM now and then a word (``1:51 - end
+    2:12``, one of d57's 150 shift MTR answers), both of which the MTR scorer rejects. Only MTR's answers write a time
+    then a dash. A start at the last second leaves no end to write, so there the LM's own next token stands."""
 
     def __init__(self, time_token_offset: int, max_seconds: int, dash_token_id: int, prompt_length: int):
         self.offset, self.max_seconds, self.dash, self.prompt_length = time_token_offset, max_seconds, dash_token_id, prompt_length
@@ -98,7 +100,11 @@ class IntervalEndAfterStart(LogitsProcessor):
         start = input_ids[:, -2] - self.offset
         open_interval = (input_ids[:, -1] == self.dash) & (start >= 0) & (start <= self.max_seconds)
         for row in torch.nonzero(open_interval).flatten().tolist():
-            scores[row, self.offset : self.offset + int(start[row]) + 1] = float("-inf")
+            first_end = self.offset + int(start[row]) + 1
+            if int(start[row]) < self.max_seconds:
+                scores[row, : self.offset] = float("-inf")
+                scores[row, self.offset + self.max_seconds + 1 :] = float("-inf")
+            scores[row, self.offset : first_end] = float("-inf")
         return scores
 
 
