@@ -2,7 +2,6 @@
 
 import itertools
 import json
-import os
 
 import numpy as np
 import pytest
@@ -285,47 +284,6 @@ def test_grpo_lora_dropout_and_checkpointing_in_the_stage4_config():
     assert st.lora_dropout == 0.0 and load_config(TrainConfig, smoke, []).stage4.lora_dropout == 0.05
     assert lora_config("must", st.lora_r, st.lora_alpha, st.lora_dropout).lora_dropout == 0.0
     assert st.gradient_checkpointing is False  # TRL's default is True; MusT-small does not need it
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity API")
-def test_usable_cpus_follows_the_affinity_mask():
-    from stages.common import usable_cpus
-
-    before = os.sched_getaffinity(0)
-    try:
-        os.sched_setaffinity(0, {min(before)})  # as `taskset -c 0` or a one-CPU SLURM allocation would
-        assert usable_cpus() == 1
-    finally:
-        os.sched_setaffinity(0, before)
-    assert usable_cpus() == len(before)
-
-
-def test_oversubscription_warning_when_other_work_holds_the_cores():
-    """One evaluation thread already busy on 2 cores (load 1.0): 2 training threads would share a core (warn, suggest
-    1); 1 thread would not. An idle machine, or 8 cores with 2 busy and 4 threads wanted, gives no warning."""
-    from stages.common import oversubscription_warning
-
-    warning = oversubscription_warning(1.0, 2, 2, 1)
-    assert warning is not None and "load 1.0 on 2" in warning and "OMP_NUM_THREADS=1" in warning
-    assert oversubscription_warning(1.0, 2, 1, 1) is None
-    assert oversubscription_warning(0.3, 2, 2, 1) is None
-    assert oversubscription_warning(2.0, 8, 4, 1) is None
-    assert "OMP_NUM_THREADS=2" in oversubscription_warning(4.0, 8, 4, 2)  # 4 cores free, 2 processes
-
-
-def test_threads_per_process_honours_omp_num_threads(monkeypatch):
-    from stages.common import threads_per_process, usable_cpus
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert threads_per_process(1) == usable_cpus()
-    assert threads_per_process(usable_cpus() * 4) == 1  # never 0
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert threads_per_process(1) == 1  # the user's choice wins over the CPU share
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert threads_per_process(2) == 3
-    for unusable in ("0", "", "two"):
-        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
-        assert threads_per_process(1) == usable_cpus()
 
 
 def test_resume_point_skips_a_checkpoint_killed_while_saving(tmp_path):

@@ -51,11 +51,16 @@ def run(args: argparse.Namespace) -> int:
     from bench.tables import avqa_table, score_table
     from must.models.base import load_model, parse_model_args
     from must.schema import BenchFormatError
+    from must.threads import warn_if_oversubscribed
 
     cfg = EvalConfig(model=args.model, bench=args.bench, out=args.out, split=args.split,
                      tasks=args.tasks.split(",") if args.tasks else None, limit=args.limit, shard=args.shard,
                      prompts=args.prompts, batch_size=args.batch_size, max_audio_seconds=args.max_audio_seconds,
                      retry_errors=args.retry_errors, semantic_model=args.semantic_model)
+    if args.model.startswith(("must:", "hf:")):  # local torch models run on every core unless told otherwise
+        import torch
+
+        warn_if_oversubscribed(torch.get_num_threads())
     model = load_model(args.model, **parse_model_args(args.model_args))
     if getattr(model, "wants_train", False):
         try:

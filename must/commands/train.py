@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.build.config import BuildConfig
     from bench.build.pipeline import build
     from must.config import load_config
-    from stages.common import oversubscription_warning, threads_per_process, usable_cpus
+    from must.threads import threads_per_process, warn_if_oversubscribed
     from stages.config import TrainConfig
 
     cfg = load_config(TrainConfig, args.config, args.overrides)  # fail on typos before launching anything
@@ -69,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
     # torchrun would set OMP_NUM_THREADS=1 for every process of a multi-process run; share the usable CPUs instead,
     # unless the user chose a number
     threads = threads_per_process(nproc)
-    if "OMP_NUM_THREADS" not in env and hasattr(os, "getloadavg"):
-        warning = oversubscription_warning(os.getloadavg()[0], usable_cpus(), threads, nproc)
-        if warning:
-            log.warning(warning)
+    warn_if_oversubscribed(threads, nproc)
     env.setdefault("OMP_NUM_THREADS", str(threads))
     config = args.config if Path(args.config).exists() else str(__import__("configs").config_path(args.config))
     cmd = launch_command(config, args.out, args.stage, nproc, args.overrides)

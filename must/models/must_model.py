@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from must.models.base import Model, ModelError, Request, register_model
@@ -48,6 +49,9 @@ class MusTAdapter(Model):
         if choices not in CHOICE_MODES:
             raise ValueError(f"must: choices must be one of {CHOICE_MODES}, got {choices!r}")
 
+        if not (Path(path) / "config.json").is_file():  # from_pretrained would take it for a hub name
+            raise FileNotFoundError(f"must:{path}: not a MusT checkpoint (a directory with config.json, e.g. "
+                                    "RUN/train/stage4_grpo/final)")
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = MusTForCausalLM.from_pretrained(path).eval()
         self.processor = MusTProcessor.from_pretrained(path, self.model.config.max_seconds,
