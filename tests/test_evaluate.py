@@ -4,6 +4,7 @@ import json
 import logging
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -187,6 +188,16 @@ def test_report_and_cli(tiny_bench, tmp_path):
     assert "## Paired with oracle — random (random2)" in md
     tsg = next(x for x in data["paired_with_first"]["random (random)"] if x["metric"] == "TSG")
     assert tsg["difference"] < 0 and tsg["higher"] == 0  # the oracle hits every time
+    # two "seeds" of random against the oracle: the same answers twice, so every seed differs by the same amount
+    assert main(["report", "--pair", str(tmp_path / "random"), str(tmp_path / "oracle"), "--pair",
+                 str(tmp_path / "random2"), str(tmp_path / "oracle"), "--out", str(tmp_path / "seeds")]) == 0
+    md = (tmp_path / "seeds" / "report.md").read_text()
+    assert "## Paired over 2 seeds" in md and "## Paired with" not in md
+    data = json.loads((tmp_path / "seeds" / "report.json").read_text())
+    assert len(data["runs"]) == 3 and data["paired_over_seeds"]["pairs"][1][0].endswith("random2")
+    tsg = next(x for x in data["paired_over_seeds"]["rows"] if x["metric"] == "TSG")
+    assert tsg["seeds"] == 2 and tsg["difference"] > 0 and tsg["per_seed"] == [tsg["difference"]] * 2
+    assert main(["report", "--out", str(tmp_path / "none")]) == 2
 
 
 def test_mean_difference_by_hand():
@@ -220,6 +231,71 @@ def test_paired_differences_by_hand():
     # IoU differences +0.2, 0: mean 0.1, SE 0.1
     assert rows["MTR IoU"]["difference"] == 10.0 and rows["MTR IoU"]["standard_error"] == 10.0
     assert list(rows) == ["TSG onset", "TSG offset", "TSG", "MTR IoU", "MTR F1"]
+
+
+def test_crossed_mean_difference_by_hand():
+    import math
+
+    from bench.evaluate.paired import crossed_mean_difference, mean_difference
+
+    # seed means 1.5, 3.5 (variance 2, over 2 seeds: 1); question means 2, 3 (0.5, over 2: 0.25); no interaction
+    mean, se = crossed_mean_difference([np.array([[1.0, 2.0], [3.0, 4.0]])], [1.0])
+    assert mean == 2.5 and math.isclose(se, math.sqrt(1.25))
+    # interaction alone: residuals ±0.5, MS_residual 1 over 1 degree of freedom, Var(mean) = 1 / (2 · 2)
+    mean, se = crossed_mean_difference([np.array([[1.0, 0.0], [0.0, 1.0]])], [1.0])
+    assert mean == 0.5 and math.isclose(se, 0.5)
+    # one seed: the paired standard error
+    d = np.array([0.1, 0.3, -0.2, 0.4])
+    assert np.allclose(crossed_mean_difference([d[None]], [1.0]), mean_difference(d))
+    # two strata sharing the seeds (TSG onset, offset): the seed term from the per-seed mean, 1 and 3 (variance 2 / 2)
+    mean, se = crossed_mean_difference([np.array([[1.0, 1.0], [3.0, 3.0]]), np.array([[1.0], [3.0]])], [0.5, 0.5])
+    assert mean == 2.0 and math.isclose(se, 1.0)
+    with pytest.raises(ValueError, match="same seeds"):
+        crossed_mean_difference([np.zeros((2, 3)), np.zeros((3, 3))], [0.5, 0.5])
+    with pytest.raises(ValueError, match="one weight per stratum"):
+        crossed_mean_difference([np.zeros((2, 3))], [0.5, 0.5])
+    with pytest.raises(ValueError, match="finite"):
+        crossed_mean_difference([np.array([[np.nan, 1.0]])], [1.0])
+
+
+def test_crossed_standard_error_matches_the_spread_of_simulated_experiments():
+    """Under d_iq = μ + a_i + b_q + e_iq (seed sd 0.5, question sd 1, noise sd 1; 5 seeds, 300 questions) the variance
+    of the grand mean is 0.25/5 + 1/300 + 1/1500 = 0.054; the estimated variance averages to it over 400 simulated
+    experiments, while the paired error that ignores the seeds (over the per-question means) gives about 0.004."""
+    from bench.evaluate.paired import crossed_mean_difference, mean_difference
+
+    rng = np.random.default_rng(0)
+    k, q = 5, 300
+    means, variances, naive = [], [], []
+    for _ in range(400):
+        d = rng.normal(0, 0.5, (k, 1)) + rng.normal(0, 1, (1, q)) + rng.normal(0, 1, (k, q))
+        mean, se = crossed_mean_difference([d], [1.0])
+        means.append(mean)
+        variances.append(se ** 2)
+        naive.append(mean_difference(d.mean(axis=0))[1] ** 2)
+    truth = 0.25 / k + 1 / q + 1 / (k * q)
+    assert abs(np.mean(variances) / truth - 1) < 0.12
+    assert abs(np.var(means) / truth - 1) < 0.2
+    assert np.mean(naive) < 0.1 * truth
+
+
+def test_paired_over_seeds_by_hand():
+    from bench.evaluate.paired import paired_over_seeds
+
+    def run(hits, offset, iou):
+        items = [{"id": f"t{k}", "task": "TSG", "kind": "onset", "scores": {"hit": h}} for k, h in enumerate(hits)]
+        items.append({"id": "off", "task": "TSG", "kind": "offset", "scores": {"hit": offset}})
+        return {"items": items + [{"id": "m", "task": "MTR", "scores": {"iou": iou, "f1": iou}}]}
+
+    seed1 = (run([0, 0], 0, 0.5), run([1, 0], 1, 0.5))  # onset +0.5, offset +1: TSG +0.75
+    seed2 = (run([1, 1, 1], 1, 0.2), run([1, 1, 0], 1, 0.4))  # onset t0, t1 only (t2 is not in seed 1): 0; TSG 0
+    rows = {r["metric"]: r for r in paired_over_seeds([seed1, seed2])}
+    assert rows["TSG onset"]["n"] == 2 and rows["TSG onset"]["per_seed"] == [50.0, 0.0]
+    assert rows["TSG"]["per_seed"] == [75.0, 0.0] and rows["TSG"]["difference"] == 37.5 and rows["TSG"]["n"] == 3
+    assert rows["MTR IoU"]["per_seed"] == [0.0, 20.0] and rows["MTR IoU"]["seeds"] == 2
+    assert rows["TSG"]["higher"] == 2 and rows["TSG"]["lower"] == 0  # seed-question cells
+    with pytest.raises(ValueError, match="no pairs"):
+        paired_over_seeds([])
 
 
 def test_letter_confusion_counts_unparsed_answers_apart():

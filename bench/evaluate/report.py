@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.evaluate.paired import ITEM_METRICS, mean_difference, paired_differences, paired_over_seeds
 from must.answers import LETTERS
 
 __all__ = ["load_run", "leaderboard_rows", "paired_differences", "mean_difference", "letter_confusion", "write_report",
-           "COLUMNS", "ITEM_METRICS"]
+           "COLUMNS", "ITEM_METRICS"]  # the paired statistics live in bench.evaluate.paired
 
 COLUMNS = [("TSG_onset", "TSG on"), ("TSG_offset", "TSG off"), ("LTR", "LTR"), ("TAD_METEOR", "METEOR"),
            ("TAD_semantic", "semantic"), ("GTO", "GTO"), ("MTR_IoU", "IoU"), ("MTR_F1", "F1"), ("overall", "overall")]
@@ -39,51 +40,6 @@ def load_run(path: str | Path) -> dict[str, Any]:
     items = sorted(lines.values(), key=lambda i: i["id"])
     return {"name": meta.get("model_name") or p.name, "path": str(p), "scores": json.loads(scores_file.read_text()),
             "items": items, "meta": meta}
-
-
-# per-item scores compared between runs: (task, score key, TSG question kind or None, label)
-ITEM_METRICS = [("TSG", "hit", "onset", "TSG onset"), ("TSG", "hit", "offset", "TSG offset"),
-                ("LTR", "correct", None, "LTR"), ("TAD", "meteor", None, "TAD METEOR"),
-                ("TAD", "semantic", None, "TAD semantic"), ("GTO", "correct", None, "GTO"), ("MTR", "iou", None, "MTR IoU"),
-                ("MTR", "f1", None, "MTR F1"), ("AVQA", "correct", None, "AVQA")]
-
-
-def mean_difference(d: np.ndarray) -> tuple[float, float]:
-    """The mean of per-question differences and its standard error (sample std / √n; NaN for a single question)."""
-    d = np.asarray(d, dtype=float)
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return float(d.mean()), se
-
-
-def paired_differences(base: dict[str, Any], other: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per metric of :data:`ITEM_METRICS`, ``other`` minus ``base`` on the questions both runs scored: ``n``, the mean
-    difference and its standard error (sample std of the per-question differences / √n), in points (×100), and how
-    many questions it scores higher and lower on; plus ``TSG``, the mean of the onset and offset rows as the
-    benchmark averages them. Compared this way each question's difficulty cancels, so two runs of one benchmark
-    can differ significantly by less than either score's own sampling error."""
-    def scored(run: dict[str, Any], task: str, key: str, kind: str | None) -> dict[str, float]:
-        return {i["id"]: float(i["scores"][key]) for i in run["items"]
-                if i["task"] == task and key in (i.get("scores") or {}) and (kind is None or i.get("kind") == kind)}
-
-    rows = []
-    for task, key, kind, label in ITEM_METRICS:
-        a, b = scored(base, task, key, kind), scored(other, task, key, kind)
-        common = sorted(set(a) & set(b))
-        if not common:
-            continue
-        d = np.array([b[k] - a[k] for k in common])
-        mean, se = mean_difference(d)
-        rows.append({"metric": label, "n": len(d), "difference": round(100 * mean, 2),
-                     "standard_error": round(100 * se, 2), "higher": int((d > 0).sum()), "lower": int((d < 0).sum())})
-    halves = [r for r in rows if r["metric"] in ("TSG onset", "TSG offset")]
-    if len(halves) == 2:
-        on, off = halves
-        rows.insert(rows.index(off) + 1, {"metric": "TSG", "n": on["n"] + off["n"],
-                                          "difference": round((on["difference"] + off["difference"]) / 2, 2),
-                                          "standard_error": round(float(np.hypot(on["standard_error"],
-                                                                                 off["standard_error"])) / 2, 2),
-                                          "higher": on["higher"] + off["higher"], "lower": on["lower"] + off["lower"]})
-    return rows
 
 
 def leaderboard_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
@@ -206,11 +162,19 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     return written
 
 
-def write_report(run_paths: list[str | Path], out: str | Path) -> dict[str, Any]:
-    """Write the comparison report for ``run_paths`` into ``out``; returns the JSON written."""
+def write_report(run_paths: list[str | Path], out: str | Path,
+                 pairs: list[tuple[str | Path, str | Path]] | None = None) -> dict[str, Any]:
+    """Write the comparison report for ``run_paths`` into ``out``, and for ``pairs`` of runs ``(base, other)``, one
+    per training seed, the differences over all of them (:func:`~bench.evaluate.paired.paired_over_seeds`); returns
+    the JSON written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = [load_run(p) for p in run_paths]
+    pairs = [(str(a), str(b)) for a, b in (pairs or [])]
+    paths = list(dict.fromkeys([str(p) for p in run_paths] + [p for pair in pairs for p in pair]))
+    if not paths:
+        raise ValueError("nothing to report: give runs, pairs of runs, or both")
+    loaded = {p: load_run(p) for p in paths}
+    runs = list(loaded.values())
     name_counts = Counter(r["name"] for r in runs)
     for r in runs:  # two checkpoints' stages share a name (must:stage4_grpo): tell them apart by their run directories
         if name_counts[r["name"]] > 1:
@@ -221,13 +185,24 @@ def write_report(run_paths: list[str | Path], out: str | Path) -> dict[str, Any]
     if any("AVQA" in r["scores"] for r in runs):
         header, rows = _avqa_rows(runs)
         md += ["## AVQA accuracy (MUSIC-AVQA protocol, %)", "", _md_table(header, rows), ""]
-    paired = {r["name"]: paired_differences(runs[0], r) for r in runs[1:]}
+    listed = [loaded[str(p)] for p in run_paths]
+    paired = {r["name"]: paired_differences(listed[0], r) for r in listed[1:]}
     for name, rows in paired.items():
         md += [f"## Paired with {runs[0]['name']} — {name}", "",
                "Differences in points on the questions both runs scored (± one standard error of the mean difference).", "",
                _md_table(["metric", "questions", "difference", "higher", "lower"],
                          [[x["metric"], str(x["n"]), f"{x['difference']:+.1f} ± {x['standard_error']:.1f}",
                            str(x["higher"]), str(x["lower"])] for x in rows]), ""]
+    seeds = paired_over_seeds([(loaded[a], loaded[b]) for a, b in pairs]) if pairs else []
+    if pairs:
+        md += [f"## Paired over {len(pairs)} seeds", "",
+               "Each pair's second run minus its first, on the questions every run scored, in points; ± one standard "
+               "error counting both the questions drawn and the seeds trained (bench/evaluate/paired.py). Pairs: "
+               + "; ".join(f"{loaded[b]['name']} − {loaded[a]['name']}" for a, b in pairs) + ".", "",
+               _md_table(["metric", "seeds", "questions", "difference", "per seed", "higher", "lower"],
+                         [[x["metric"], str(x["seeds"]), str(x["n"]), f"{x['difference']:+.1f} ± {x['standard_error']:.1f}",
+                           " ".join(f"{v:+.1f}" for v in x["per_seed"]), str(x["higher"]), str(x["lower"])]
+                          for x in seeds]), ""]
     md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     md += ["## Unparsed answers and errors", "", _md_table(
         ["model", "unparsed", "errors", "items"],
@@ -237,6 +212,6 @@ def write_report(run_paths: list[str | Path], out: str | Path) -> dict[str, Any]
         md += [f"## Worst items — {r['name']}", "", "| task | question | reference | answer |", "|---|---|---|---|", *_worst(r), ""]
     (out / "report.md").write_text("\n".join(md))
     data = {"runs": [{"name": r["name"], "path": r["path"], "scores": r["scores"]} for r in runs], "plots": plots,
-            "paired_with_first": paired}
+            "paired_with_first": paired, "paired_over_seeds": {"pairs": [list(p) for p in pairs], "rows": seeds}}
     (out / "report.json").write_text(json.dumps(data, indent=2))
     return data
