@@ -55,9 +55,8 @@ def _scoped(fn: RewardFunc, scope: frozenset[str]) -> RewardFunc:
             return fn(completions, **kwargs)
         out: list[float | None] = [None] * n
         if keep:
-            # per-row columns (lists, tuples, arrays of n values) are cut to the kept rows; TRL's scalars pass as-is
-            cut = {k: _rows(v, keep) if isinstance(v, (list, tuple, np.ndarray)) and len(v) == n else v
-                   for k, v in kwargs.items()}
+            # per-row columns (n values: lists, arrays, Series) are cut to the kept rows; TRL's scalars pass as-is
+            cut = {k: _rows(v, keep) if _per_row(v, n) else v for k, v in kwargs.items()}
             for i, v in zip(keep, fn(_rows(completions, keep), **cut)):
                 out[i] = v
         return out
@@ -65,8 +64,16 @@ def _scoped(fn: RewardFunc, scope: frozenset[str]) -> RewardFunc:
     return reward
 
 
-def _rows(values: Sequence[Any] | np.ndarray, keep: list[int]) -> list[Any] | np.ndarray:
-    return values[keep] if isinstance(values, np.ndarray) else [values[i] for i in keep]
+def _per_row(value: Any, n: int) -> bool:
+    return not isinstance(value, (str, bytes, dict)) and hasattr(value, "__iter__") and hasattr(value, "__len__") \
+        and len(value) == n
+
+
+def _rows(values: Any, keep: list[int]) -> list[Any] | np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values[keep]
+    seq = values if isinstance(values, (list, tuple)) else list(values)  # a Series by position, not by label
+    return [seq[i] for i in keep]
 
 
 def make_reward(name: str, **params: Any) -> RewardFunc:

@@ -226,6 +226,12 @@ def test_a_scoped_reward_sees_only_its_tasks_rows_with_their_columns():
         assert call_["answer"] == ["0:10-0:20", "x", "0:01-0:02"] and call_["completion_ids"] == [[2], [3], [4]]
         assert call_["duration"].tolist() == [2.0, 3.0, 4.0] and call_["trainer_state"] is state
         seen.clear()
+        import pandas as pd
+
+        series = pd.Series(["x", "y", "z"], index=[7, 8, 9])  # cut by position, whatever its index
+        assert probe(["a", "bb", "c"], task=["MTR", "TSG", "MTR"], answer=series) == [1.0, None, 1.0]
+        assert seen[0]["answer"] == ["x", "z"]
+        seen.clear()
         assert probe(["a", "b"], task=["TSG", "LTR"]) == [None, None] and not seen  # nothing to score: never called
         assert probe(["a"], task="MTR") == [1.0] and seen[0]["task"] == "MTR"  # every row in scope: as given
     finally:

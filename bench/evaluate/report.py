@@ -188,7 +188,7 @@ def write_report(run_paths: list[str | Path], out: str | Path,
     listed = [loaded[str(p)] for p in run_paths]
     paired = {r["name"]: paired_differences(listed[0], r) for r in listed[1:]}
     for name, rows in paired.items():
-        md += [f"## Paired with {runs[0]['name']} — {name}", "",
+        md += [f"## Paired with {listed[0]['name']} — {name}", "",
                "Differences in points on the questions both runs scored (± one standard error of the mean difference).", "",
                _md_table(["metric", "questions", "difference", "higher", "lower"],
                          [[x["metric"], str(x["n"]), f"{x['difference']:+.1f} ± {x['standard_error']:.1f}",
