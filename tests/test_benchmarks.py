@@ -253,3 +253,70 @@ def test_grpo_step_times_whole_rows_and_prompts_once(tmp_path):
     result = json.loads((tmp_path / "grpo_step.json").read_text())
     assert set(result["step_s"]) == set(VARIANTS) and all(t > 0 for t in result["step_s"].values())
     assert "| prompts once |" in (tmp_path / "grpo_step.md").read_text()
+
+
+def _peaked(n: int, at: int, height: float = 0.9):
+    probs = torch.full((n,), (1 - height) / (n - 1), dtype=torch.float64)
+    probs[at] = height
+    return probs
+
+
+def test_tsg_weights_grid_rechooses_each_time_by_hand():
+    """One onset question whose pointer peaks at 0:10 and whose scan peaks at the reference 0:20, one offset question
+    without a scan (its written hit stands): the scan's weight 0 keeps the pointer's second (TSG 50: onset 0, offset
+    100), a weight of 6 moves it to the scan's (TSG 100)."""
+    import numpy as np
+
+    from benchmarks.tsg_weights import grid_scores
+
+    scan = np.zeros(40)
+    scan[20] = 1.0
+    records = [{"kind": "onset", "hit": 0.0, "refs": [20.0], "probs": _peaked(40, 10).numpy(), "scan": scan},
+               {"kind": "offset", "hit": 1.0, "refs": [5.0]}]
+    grid = grid_scores(records, pointer_weights=(1.0,), scan_weights=(0.0, 6.0))
+    assert grid == {(1.0, 0.0): 50.0, (1.0, 6.0): 100.0}
+
+
+def test_tsg_weights_records_what_each_written_time_was_chosen_from(tiny_bench, monkeypatch, tmp_path):
+    """``record`` answers every val TSG question through the adapter and keeps the pointer's distribution and the scan
+    its time was chosen from; re-scored at the default weights they give the written answers' score again."""
+    import numpy as np
+
+    from bench.io import load_bench
+    from benchmarks import tsg_weights
+    from must.answers import parse_timestamp
+    from must.model import inference
+    from must.models import must_model
+    from must.timecode import format_time
+
+    class Chooser:
+        """Answers like answer_batch under tsg_scan: the pointer peaks 8 s from the reference, the scan (far more) at
+        it."""
+
+        def __init__(self, path, choices):
+            assert choices == "constrained"
+
+        def generate(self, requests):
+            out = []
+            for r in requests:
+                ref = int(round(parse_timestamp(r.item["answer"]).value))
+                scan = np.zeros(int(r.duration) + 1)
+                scan[ref] = 2.0
+                pointer = _peaked(len(scan), ref + 8 if ref + 8 < len(scan) else ref - 8)
+                # looked up on the module, as answer_batch's rule does, so that record() sees the choice
+                second = inference.scanned_hit_second(pointer, scan, pointer_weight=0.5, scan_weight=3.0)
+                out.append(format_time(second))
+            return out
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(must_model, "MusTAdapter", Chooser)
+    records = tsg_weights.record("ckpt/final", str(tiny_bench), "val")
+    assert len(records) == (load_bench(tiny_bench, "val").task == "TSG").sum() > 0
+    assert all("probs" in r and len(r["scan"]) == len(r["probs"]) for r in records)
+    grid = tsg_weights.grid_scores(records, pointer_weights=(0.5, 1.0), scan_weights=(0.0, 3.0))
+    written = tsg_weights._tsg(records, np.array([r["hit"] for r in records]))
+    assert grid[(0.5, 3.0)] == written == 100.0  # the recorded choice, re-made: the scan's second
+    assert grid[(1.0, 0.0)] == 0.0  # the pointer alone is 8 s off everywhere
+    assert inference.scanned_hit_second.__name__ == "scanned_hit_second"  # restored

@@ -231,6 +231,12 @@ def test_must_adapter_names_and_checks_its_gto_arguments(tiny, tmp_path):
     assert load_model(spec, choices="constrained").avqa_closed is True
     open_avqa = load_model(spec, **parse_model_args("choices=constrained,avqa_closed=false"))
     assert open_avqa.avqa_closed is False and open_avqa.name == f"must:{tmp_path.name}+constrained(avqa_closed=false)"
+    assert load_model(spec, choices="constrained").tsg_weights == (0.5, 3.0)  # TSG_POINTER_WEIGHT, TSG_SCAN_WEIGHT
+    fitted = load_model(spec, **parse_model_args("choices=constrained,tsg_pointer_weight=1,tsg_scan_weight=2.5"))
+    assert fitted.tsg_weights == (1, 2.5) and fitted.name == f"must:{tmp_path.name}+constrained(tsg_weights=1,2.5)"
+    for bad in (-1, "x", True, float("inf")):
+        with pytest.raises(ValueError, match="tsg_scan_weight must be a number"):
+            load_model(spec, choices="constrained", tsg_scan_weight=bad)
 
 
 def test_encode_audio_handles_chunk_tails(tiny):
@@ -511,6 +517,12 @@ def test_constrained_writes_tsg_and_mtr_times_by_their_rules(tiny, monkeypatch):
     other = [{**items[0], "question": "When is the piano heard first?"}]  # not the benchmark's wording: no scan
     assert set(times(answer_batch(model, proc, other, [feats], 24, choices="constrained")[0])) == {"0:02"}
     assert len(asked) == 1
+    # the pointer's power and the scan's weight reach scanned_hit_second
+    weighed = []
+    monkeypatch.setattr(inference, "scanned_hit_second", lambda probs, scan, pointer_weight, scan_weight:
+                        weighed.append((pointer_weight, scan_weight)) or 3)
+    tsg, _ = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained", tsg_weights=(1.0, 0.5))
+    assert set(times(tsg)) == {"0:03"} and set(weighed) == {(1.0, 0.5)}
 
 
 def test_avqa_candidates_are_the_named_pair_else_the_vocabulary():

@@ -23,7 +23,7 @@ from bench.scoring import ItemResult, TextScorer, score_item, summarize
 from must.audio import AudioError, audio_info
 from must.models.base import Model, Request
 
-__all__ = ["EvalConfig", "evaluate", "select_items", "read_run_lines", "merge_run", "answers_item"]
+__all__ = ["EvalConfig", "evaluate", "select_items", "read_run_lines", "merge_run", "answers_item", "make_request"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def _truncate_torn_tail(path: Path) -> None:
         path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def _request(row: dict[str, Any], prompts: PromptConfig) -> Request:
+def make_request(row: dict[str, Any], prompts: PromptConfig) -> Request:
+    """The request that puts one benchmark row to a model, its prompt rendered by ``prompts``."""
     return Request(id=str(row["id"]), task=row["task"], question=row["question"],
                    prompt=prompts.render(row["task"], row["question"]), system=prompts.system,
                    audio=row.get("audio"), duration=row.get("duration"), item=row)
@@ -172,7 +173,7 @@ def evaluate(cfg: EvalConfig, model: Model, progress: bool = True) -> dict[str, 
     with open(path, "a", encoding="utf-8") as f:
         for start in range(0, len(todo), max(1, cfg.batch_size)):
             batch = todo[start : start + cfg.batch_size]
-            reqs = [_request(r, prompts) for r in batch]
+            reqs = [make_request(r, prompts) for r in batch]
             errors = {r.id: _check_audio(r, cfg.max_audio_seconds) for r in reqs} if model.needs_audio else {}
             live = [r for r in reqs if not errors.get(r.id)]
             t0 = time.perf_counter()

@@ -209,13 +209,15 @@ def answer_form_processors(model, tokenizer, prompt_length: int) -> LogitsProces
 def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], features: list[torch.Tensor],
                  max_new_tokens: int = 48, choices: str = "generate", ltr_calibration: float = LTR_CALIBRATION,
                  gto_scan: bool = True, gto_min_gap: int | None = None, gto_grounding: bool = True,
-                 ltr_grounding: bool = True, tsg_scan: bool = True, avqa_closed: bool = True) -> list[str]:
+                 ltr_grounding: bool = True, tsg_scan: bool = True, avqa_closed: bool = True,
+                 tsg_weights: tuple[float, float] = (TSG_POINTER_WEIGHT, TSG_SCAN_WEIGHT)) -> list[str]:
     """Answers for items (``question``, ``instruction``, ``duration``, optional ``task``) given their audio
     features: greedy text, with multiple-choice letters chosen as described in the module doc when ``choices`` is
     ``"scored"`` or ``"constrained"`` (``ltr_calibration``: see there, 0 turns it off; ``gto_scan``: GTO's times
     also from :func:`scanned_time_probs`; ``gto_grounding``: GTO's entries and exits also from
     :func:`grounded_time_probs`; ``ltr_grounding``: LTR options that are a source entering or stopping weighed by
-    :func:`grounding_bonus`; ``tsg_scan``: a TSG time also from :func:`scanned_change_scores`; ``gto_min_gap``: seconds
+    :func:`grounding_bonus`; ``tsg_scan``: a TSG time also from :func:`scanned_change_scores`, weighed by ``tsg_weights``
+    (the pointer's power and the scan's weight in :func:`scanned_hit_second`); ``gto_min_gap``: seconds
     between consecutive changes when ordering them, default :data:`GTO_MIN_GAP`; ``avqa_closed``, ``constrained``
     only: an AVQA answer is :func:`closed_answer` among :func:`avqa_candidates`)."""
     if choices not in CHOICE_MODES:
@@ -258,7 +260,8 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
             if tsg_scan and item.get("task") == "TSG" and (change := tsg_change(item["question"], sources)):
                 scan = scanned_change_scores(model, processor, lambda q: prompt(k, q, instruction_of("LTR")), *change,
                                              features[k], seconds_of(k))
-                rules[k] = functools.partial(scanned_hit_second, scan=scan)
+                rules[k] = functools.partial(scanned_hit_second, scan=scan, pointer_weight=tsg_weights[0],
+                                             scan_weight=tsg_weights[1])
         processors.append(TimeChoice(rules, model.config))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,

@@ -34,17 +34,22 @@ class MusTAdapter(Model):
     with the scan and 0.1 s without, on 2 CPU cores). ``gto_min_gap`` (``constrained`` only): the fewest seconds between consecutive changes of a GTO
     ordering (default :data:`must.model.inference.GTO_MIN_GAP`; 1 orders them as before this option existed).
     ``avqa_closed`` (``constrained`` only): an AVQA answer is the most probable of the answers the question allows (the
-    two instruments it names, else the MUSIC-AVQA vocabulary; false: the greedy text, as before this option existed)."""
+    two instruments it names, else the MUSIC-AVQA vocabulary; false: the greedy text, as before this option existed).
+    ``tsg_pointer_weight``, ``tsg_scan_weight`` (``constrained`` with ``tsg_scan`` only): how a TSG time weighs the
+    pointer's distribution against the scan, ``p(t)^a · exp(b · s(t))`` (defaults
+    :data:`must.model.inference.TSG_POINTER_WEIGHT`, :data:`~must.model.inference.TSG_SCAN_WEIGHT`; fitted on val for
+    one checkpoint by ``python -m benchmarks.tsg_weights``)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
                  ltr_calibration: float | None = None, gto_scan: bool = True, gto_min_gap: int | None = None,
                  gto_grounding: bool = True, ltr_grounding: bool = True, tsg_scan: bool = True,
-                 avqa_closed: bool = True):
+                 avqa_closed: bool = True, tsg_pointer_weight: float | None = None,
+                 tsg_scan_weight: float | None = None):
         import torch
 
         from bench.evaluate.prompts import load_prompts
         from must.model import MusTForCausalLM, MusTProcessor
-        from must.model.inference import CHOICE_MODES, GTO_MIN_GAP, LTR_CALIBRATION
+        from must.model.inference import CHOICE_MODES, GTO_MIN_GAP, LTR_CALIBRATION, TSG_POINTER_WEIGHT, TSG_SCAN_WEIGHT
 
         if choices not in CHOICE_MODES:
             raise ValueError(f"must: choices must be one of {CHOICE_MODES}, got {choices!r}")
@@ -80,6 +85,13 @@ class MusTAdapter(Model):
             self.name += "".join(f"({key}=false)" for key, value in flags.items() if not value)
         if choices == "constrained" and self.gto_min_gap != GTO_MIN_GAP:
             self.name += f"(gto_min_gap={self.gto_min_gap})"
+        self.tsg_weights = (TSG_POINTER_WEIGHT if tsg_pointer_weight is None else tsg_pointer_weight,
+                            TSG_SCAN_WEIGHT if tsg_scan_weight is None else tsg_scan_weight)
+        for key, value in zip(("tsg_pointer_weight", "tsg_scan_weight"), self.tsg_weights):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ValueError(f"must: {key} must be a number, at least 0, got {value!r}")
+        if choices == "constrained" and self.tsg_weights != (TSG_POINTER_WEIGHT, TSG_SCAN_WEIGHT):
+            self.name += "(tsg_weights={:g},{:g})".format(*self.tsg_weights)
 
     def features_for(self, audio: str) -> torch.Tensor:
         """The encoder features of one audio file (computed once; the last ``cache_tracks`` files are kept)."""
@@ -108,6 +120,6 @@ class MusTAdapter(Model):
             for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices,
                                                 self.ltr_calibration, self.gto_scan, self.gto_min_gap,
                                                 self.gto_grounding, self.ltr_grounding, self.tsg_scan,
-                                                self.avqa_closed)):
+                                                self.avqa_closed, self.tsg_weights)):
                 out[i] = a
         return out
