@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.evaluate.report import mean_difference
+from bench.evaluate.paired import mean_difference
 
 __all__ = ["ADVANTAGES", "group_advantages", "advantage_summary", "medoid", "paired", "run"]
 

@@ -16,15 +16,13 @@ from transformers import Trainer, TrainerCallback
 
 from configs import config_path
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
-from must.threads import oversubscription_warning, threads_per_process, usable_cpus
 from stages.config import LoopConfig, TrainConfig
 from stages.data import SOURCES
 
-__all__ = ["rank_world", "usable_cpus", "threads_per_process", "oversubscription_warning", "stage_dir", "is_done",
-           "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger", "resume_point", "new_must_model", "load_must",
-           "save_any", "validate",
-           "barrier", "append_metrics", "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder",
-           "features_tag", "PROJECTOR_OPTIONS", "native_bf16", "autocast_dtype", "AutocastMixin", "StageTrainer"]
+__all__ = ["rank_world", "stage_dir", "is_done", "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger",
+           "resume_point", "new_must_model", "load_must", "save_any", "validate", "barrier", "append_metrics",
+           "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder", "features_tag",
+           "PROJECTOR_OPTIONS", "native_bf16", "autocast_dtype", "AutocastMixin", "StageTrainer"]
 
 log = logging.getLogger(__name__)
 STAGES = {1: "stage1_encoder", 2: "stage2_lm", 3: "stage3_sft", 4: "stage4_grpo"}

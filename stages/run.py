@@ -13,7 +13,8 @@ import yaml
 from transformers import set_seed
 
 from must.config import load_config, to_dict
-from stages.common import is_done, rank_world, threads_per_process
+from must.threads import threads_per_process
+from stages.common import is_done, rank_world
 from stages.config import TrainConfig
 from stages.stage1_encoder import EncoderStageRecipe
 from stages.stage2_lm import LMStageRecipe

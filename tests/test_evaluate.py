@@ -203,7 +203,7 @@ def test_report_and_cli(tiny_bench, tmp_path):
 def test_mean_difference_by_hand():
     import math
 
-    from bench.evaluate.report import mean_difference
+    from bench.evaluate.paired import mean_difference
 
     mean, se = mean_difference([0.1, 0.3])  # std (n − 1) √0.02, over √2: 0.1
     assert math.isclose(mean, 0.2) and math.isclose(se, 0.1)
@@ -212,7 +212,7 @@ def test_mean_difference_by_hand():
 
 
 def test_paired_differences_by_hand():
-    from bench.evaluate.report import paired_differences
+    from bench.evaluate.paired import paired_differences
 
     def run(tsg_hits, ious):
         items = [{"id": f"t{k}", "task": "TSG", "kind": "onset", "scores": {"hit": h}} for k, h in enumerate(tsg_hits)]

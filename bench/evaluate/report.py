@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.evaluate.paired import ITEM_METRICS, mean_difference, paired_differences, paired_over_seeds
+from bench.evaluate.paired import paired_differences, paired_over_seeds
 from must.answers import LETTERS
 
-__all__ = ["load_run", "leaderboard_rows", "paired_differences", "mean_difference", "letter_confusion", "write_report",
-           "COLUMNS", "ITEM_METRICS"]  # the paired statistics live in bench.evaluate.paired
+__all__ = ["load_run", "leaderboard_rows", "letter_confusion", "write_report", "COLUMNS"]
 
 COLUMNS = [("TSG_onset", "TSG on"), ("TSG_offset", "TSG off"), ("LTR", "LTR"), ("TAD_METEOR", "METEOR"),
            ("TAD_semantic", "semantic"), ("GTO", "GTO"), ("MTR_IoU", "IoU"), ("MTR_F1", "F1"), ("overall", "overall")]

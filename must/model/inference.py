@@ -101,10 +101,11 @@ class IntervalEndAfterStart(LogitsProcessor):
         open_interval = (input_ids[:, -1] == self.dash) & (start >= 0) & (start <= self.max_seconds)
         for row in torch.nonzero(open_interval).flatten().tolist():
             first_end = self.offset + int(start[row]) + 1
-            if int(start[row]) < self.max_seconds:
-                scores[row, : self.offset] = float("-inf")
+            if int(start[row]) < self.max_seconds:  # an end exists: nothing but a time after the start
+                scores[row, :first_end] = float("-inf")
                 scores[row, self.offset + self.max_seconds + 1 :] = float("-inf")
-            scores[row, self.offset : first_end] = float("-inf")
+            else:
+                scores[row, self.offset : first_end] = float("-inf")
         return scores
 
 
