@@ -1,8 +1,10 @@
 """The cost of one stage-1 step of MusT-small's music encoder (forward, backward, AdamW) on this CPU, as the default
-config trains it (16 crops of 15 s), under ways of running the same model: float32 as stage 1 runs today, the conv
-stack in channels-last memory format, bfloat16 autocast, and both. A guide to where stage 1's time could go, not a
-quality figure: bfloat16 changes the arithmetic, so a variant is only a candidate until a training run shows it
-learns as well.
+config trains it (16 crops of 15 s), under ways of running the same model: float32, the conv stack in channels-last
+memory format, bfloat16 autocast (as stage 1 runs since session 54), and both; and float32 and bfloat16 with the
+conv stack's frequency pooling as ``nn.MaxPool2d((2, 1))`` (before session 60) instead of
+:class:`must.model.pair_max.PairMax`, which computes the same values and gradients. A guide to where stage 1's time
+could go, not a quality figure: bfloat16 changes the arithmetic, so a variant is only a candidate until a training
+run shows it learns as well.
 
 ``python -m benchmarks.encoder_step [--steps 30] [--batch 16] [--seconds 15] --out DIR``
 """
@@ -19,16 +21,18 @@ from benchmarks.figures import save_table, step_table
 
 __all__ = ["VARIANTS", "step_seconds", "run"]
 
-VARIANTS = ("float32", "channels_last", "bfloat16", "channels_last+bfloat16")
+VARIANTS = ("float32", "channels_last", "bfloat16", "channels_last+bfloat16", "float32+max_pool2d",
+            "bfloat16+max_pool2d")
 
 
-def _encoder(channels_last: bool) -> torch.nn.Module:
+def _encoder(channels_last: bool, max_pool2d: bool = False) -> torch.nn.Module:
     """The encoder the shipped ``configs/stages/default.yaml`` trains in stage 1 (its sizes, the suite's sources, its
-    pace head), seeded."""
+    pace head), seeded; ``max_pool2d``: its pooling as ``nn.MaxPool2d((2, 1))``, as before session 60."""
     from configs import config_path
     from must.config import load_config
     from must.model.configuration import MusTConfig
     from must.model.modeling import MusicEncoder
+    from must.model.pair_max import PairMax
     from stages.config import TrainConfig
     from stages.data import SOURCES
 
@@ -37,6 +41,8 @@ def _encoder(channels_last: bool) -> torch.nn.Module:
     cfg = MusTConfig(sources=SOURCES, encoder_dim=m.encoder_dim, encoder_layers=m.encoder_layers,
                      encoder_heads=m.encoder_heads, encoder_channels=m.encoder_channels, pace_head=m.pace_head)
     enc = MusicEncoder(cfg).train()
+    if max_pool2d:
+        enc.conv = torch.nn.Sequential(*[torch.nn.MaxPool2d((2, 1)) if isinstance(x, PairMax) else x for x in enc.conv])
     if channels_last:
         # weights and input both channels-last: with the input alone converted the kernels do not change
         enc.conv = enc.conv.to(memory_format=torch.channels_last)
@@ -49,7 +55,7 @@ def step_seconds(variant: str, steps: int = 30, batch: int = 16, seconds: float 
     """Mean wall seconds of one encoder training step under ``variant`` (one of :data:`VARIANTS`)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    enc = _encoder("channels_last" in variant)
+    enc = _encoder("channels_last" in variant, "max_pool2d" in variant)
     n_mels, frames = enc.config.n_mels, int(seconds * enc.config.sample_rate / enc.config.mel_hop)
     mel, offset = torch.randn(batch, n_mels, frames), torch.rand(batch) * 60
     opt = torch.optim.AdamW(enc.parameters(), 1e-3)

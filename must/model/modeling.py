@@ -37,6 +37,7 @@ from must.model.configuration import SIGNALS, MusTConfig
 from must.model.heard import region_seconds
 from must.model.packed_attention import PACKED_ATTENTION, packed_plan
 from must.model.pace import pace_rate
+from must.model.pair_max import PairMax
 from must.model.processing import MUSIC_READ_WORDS
 from must.model.tempo import TEMPO_TRACK_SIGNALS, tempo_frames, tempo_track_signals
 
@@ -213,9 +214,9 @@ class MusicEncoder(nn.Module):
         self._mel_fb: torch.Tensor | None = None
         self.conv = nn.Sequential(
             nn.Conv2d(1, c, (3, stride), stride=(1, stride), padding=(1, 0)), nn.GELU(),
-            nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 1)),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 1)),
-            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.GELU(), nn.MaxPool2d((2, 1)))
+            nn.Conv2d(c, c, 3, padding=1), nn.GELU(), PairMax(),
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.GELU(), PairMax(),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.GELU(), PairMax())
         self.frame_proj = nn.Linear(2 * c * (config.n_mels // 8), d)
         self.time_proj = nn.Linear(16, d)
         layer = nn.TransformerEncoderLayer(d, config.encoder_heads, 2 * d, dropout=0.1, batch_first=True, norm_first=True)
