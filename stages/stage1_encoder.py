@@ -90,11 +90,31 @@ class EncoderCrops(RepeatedTracks):
         self.mel_rate = cfg.sample_rate / cfg.mel_hop
         self.mel_frames = int(crop_seconds * self.mel_rate) + 1  # what log_mel gives for a crop_seconds wave
         self.tag = f"{cfg.n_mels}x{cfg.mel_hop}at{cfg.sample_rate}"
+        # per track, its log-mel's memory map and its whole frame targets, opened and computed at its first crop: a
+        # crop took 2.0 ms when they were at every one, 0.38 ms now (docs/training-log.md, session 60)
+        self._mels: dict[str, np.ndarray] = {}
+        self._targets: dict[str, dict[str, np.ndarray]] = {}
+
+    def _mel(self, r: dict) -> np.ndarray:
+        """The track's cached log-mel; its memory map is kept (the first call, which computes it, returns an array)."""
+        if r["track_id"] in self._mels:
+            return self._mels[r["track_id"]]
+        mel = self.data.log_mel(r["track_id"], r["audio"], self.log_mel, self.tag)
+        if isinstance(mel, np.memmap):
+            self._mels[r["track_id"]] = mel
+        return mel
+
+    def _track_targets(self, track_id: str, total: float) -> dict[str, np.ndarray]:
+        """:func:`frame_targets` of the whole track (``total`` seconds) and a crop past its end, computed once."""
+        if track_id not in self._targets:
+            frames = int(np.ceil(total * self.fr)) + int(self.crop * self.fr)
+            self._targets[track_id] = frame_targets(self.data.annotation(track_id), frames, self.fr, SOURCES, self.sigma,
+                                                    self.with_pace)
+        return self._targets[track_id]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r = self.track(i)
-        mel = self.data.log_mel(r["track_id"], r["audio"], self.log_mel, self.tag)
-        ann = self.data.annotation(r["track_id"])
+        mel = self._mel(r)
         total = (len(mel) - 1) / self.mel_rate
         rng = np.random.default_rng([self.seed, i])
         start = float(rng.uniform(0, max(0.0, total - self.crop)))
@@ -103,7 +123,7 @@ class EncoderCrops(RepeatedTracks):
         seg = np.asarray(mel[a : a + self.mel_frames], dtype=np.float32)
         seg = np.pad(seg, ((0, self.mel_frames - len(seg)), (0, 0)), constant_values=LOG_MEL_FLOOR)
         n = int(self.crop * self.fr)
-        full = frame_targets(ann, int(np.ceil(total * self.fr)) + n, self.fr, SOURCES, self.sigma, self.with_pace)
+        full = self._track_targets(r["track_id"], total)
         a = int(start * self.fr)
         out = {k: torch.tensor(v[a : a + n]) for k, v in full.items()}
         valid = np.zeros(n, np.float32)

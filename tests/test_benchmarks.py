@@ -217,6 +217,20 @@ def test_encoder_step_variants_run_and_channels_last_computes_the_same_encoder()
     assert torch.allclose(plain, fast, atol=1e-4)
 
 
+def test_pair_max_benchmark_times_both_poolings_on_the_encoders_three_maps(tmp_path, capsys):
+    from benchmarks.pair_max import main, pooled_shapes
+
+    assert pooled_shapes(16, 15.0) == [(16, 32, 64, 150), (16, 64, 32, 150), (16, 64, 16, 150)]
+    main(["--repeats", "1", "--batch", "2", "--seconds", "1", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "pair_max.json").read_text())["rows"]
+    assert len(rows) == 12  # 2 dtypes x 2 passes x 3 maps
+    assert {(r["dtype"], r["pass"]) for r in rows} == {(d, p) for d in ("float32", "bfloat16")
+                                                       for p in ("forward", "forward + backward")}
+    assert all(r["max_pool2d"] > 0 and r["pair_max"] > 0 for r in rows)
+    assert "| float32 | forward | (2, 32, 64, 10) |" in (tmp_path / "pair_max.md").read_text()
+    assert capsys.readouterr().out.startswith("the encoder's frequency pooling,")
+
+
 def test_packed_step_times_both_attentions_over_stage3_like_packings(tmp_path):
     from benchmarks.packed_step import VARIANTS, main, packings, step_seconds
 

@@ -255,6 +255,35 @@ def test_encoder_crops_read_the_cached_log_mel_as_the_encoder_would_transform_th
     assert item["mask"].sum() == 100
 
 
+def test_encoder_crops_read_each_tracks_mel_and_targets_once_and_crop_as_before(tmp_path):
+    import functools
+    from types import SimpleNamespace
+
+    import pandas as pd
+    import torch
+
+    from must.model import MusTConfig
+    from must.model.modeling import MusicEncoder
+    from stages.data import SOURCES, TrainData
+    from stages.stage1_encoder import EncoderCrops
+
+    wave = (0.1 * np.random.default_rng(1).standard_normal(160000)).astype(np.float32)  # 10 s
+    reads = []
+    data = SimpleNamespace(cache=tmp_path, tracks=lambda split: pd.DataFrame([{"track_id": "t", "audio": "t.wav", "duration": 10.0}]),
+                           annotation=lambda track_id: reads.append(track_id) or ann(), wave=lambda track_id, audio: wave)
+    data.log_mel = functools.partial(TrainData.log_mel, data)
+    encoder = MusicEncoder(MusTConfig(sources=SOURCES))
+    crops = EncoderCrops(data, encoder, crop_seconds=4.0, sigma=0.3, repeats=5, seed=0)
+    items = [crops[i] for i in range(5)]
+    assert reads == ["t"]  # the targets of the whole track, once
+    # the first crop computed and cached the log-mel (an array); the second opened the cache, kept from then on
+    assert isinstance(crops._mels["t"], np.memmap)
+    for i, item in enumerate(items):  # a new dataset per crop: nothing kept, every crop read as before
+        again = EncoderCrops(data, encoder, crop_seconds=4.0, sigma=0.3, repeats=5, seed=0)[i]
+        assert item.keys() == again.keys() and all(torch.equal(item[k], again[k]) for k in item)
+    assert len({float(item["offset"]) for item in items}) > 1
+
+
 def test_grpo_prompts_come_from_train_or_val():
     import pytest
 
