@@ -1,12 +1,12 @@
 """Max over adjacent pairs of rows: ``nn.MaxPool2d((2, 1))``'s values and gradients, faster on CPU.
 
 PyTorch's CPU ``max_pool2d`` with a ``(2, 1)`` kernel is a generic windowed loop: on a stage-1 batch's first pooled
-map, ``(16, 32, 64, 150)`` in bfloat16, it takes 16 ms forward and 20 ms forward + backward, where the elementwise
-maximum of the even and odd rows takes 0.3 ms and 6.7 ms (``benchmarks/pair_max.py``). The encoder pools three
-times per crop, so it was about a sixth of a stage-1 step. The backward here routes each gradient to the pair's
+map, ``(16, 32, 64, 150)`` in bfloat16, it takes 16.2 ms forward and 19.5 ms forward + backward, where the
+elementwise maximum of the even and odd rows takes 0.3 ms and 6.5 ms (``python -m benchmarks.pair_max``). Its forward
+alone was 15 % of a stage-1 step's time (py-spy, session 60). The backward here routes each gradient to the pair's
 first maximum, as ``max_pool2d``'s does on ties, so values and gradients are equal to the bit and training is
-unchanged (NaN aside: ``max_pool2d`` keeps a NaN in either row, as this does, but sends its gradient to the first
-NaN; this sends it to the odd row).
+unchanged (NaN aside: both keep a NaN in either row, but where only the odd row is NaN ``max_pool2d`` sends the
+gradient to it and this to the even row).
 """
 
 from __future__ import annotations
