@@ -53,8 +53,9 @@ def run(repeats: int = 20, batch: int = 16, seconds: float = 15.0) -> dict:
         for backward in (False, True):
             for shape in pooled_shapes(batch, seconds):
                 x = torch.randn(shape).to(dtype)
-                rows.append({"dtype": str(dtype).removeprefix("torch."), "pass": "forward + backward" if backward else "forward",
-                             "shape": list(shape), **{k: round(op_ms(f, x, backward, repeats), 3) for k, f in pools.items()}})
+                times = {k: round(op_ms(f, x, backward, repeats), 3) for k, f in pools.items()}
+                rows.append({"dtype": str(dtype).removeprefix("torch."), "shape": list(shape),
+                             "pass": "forward + backward" if backward else "forward", **times})
     return {"repeats": repeats, "threads": torch.get_num_threads(), "rows": rows}
 
 
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/benchmarks")
     a = ap.parse_args(argv)
     result = run(a.repeats, a.batch, a.seconds)
-    lines = ["| dtype | pass | input (B, C, H, T) | max_pool2d, ms | pair_max, ms | speed-up |", "|---|---|---|---:|---:|---:|"]
+    lines = ["| dtype | pass | input (B, C, H, T) | max_pool2d, ms | pair_max, ms | speed-up |",
+             "|---|---|---|---:|---:|---:|"]
     lines += [f"| {r['dtype']} | {r['pass']} | {tuple(r['shape'])} | {r['max_pool2d']} | {r['pair_max']} | "
               f"{r['max_pool2d'] / r['pair_max']:.1f}× |" for r in result["rows"]]
     save_table(a.out, "pair_max", result, f"the encoder's frequency pooling, {result['threads']} threads", lines)

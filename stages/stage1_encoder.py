@@ -108,8 +108,8 @@ class EncoderCrops(RepeatedTracks):
         """:func:`frame_targets` of the whole track (``total`` seconds) and a crop past its end, computed once."""
         if track_id not in self._targets:
             frames = int(np.ceil(total * self.fr)) + int(self.crop * self.fr)
-            self._targets[track_id] = frame_targets(self.data.annotation(track_id), frames, self.fr, SOURCES, self.sigma,
-                                                    self.with_pace)
+            ann = self.data.annotation(track_id)
+            self._targets[track_id] = frame_targets(ann, frames, self.fr, SOURCES, self.sigma, self.with_pace)
         return self._targets[track_id]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

@@ -2,11 +2,11 @@
 
 PyTorch's CPU ``max_pool2d`` with a ``(2, 1)`` kernel is a generic windowed loop: on a stage-1 batch's first pooled
 map, ``(16, 32, 64, 150)`` in bfloat16, it takes 16.2 ms forward and 19.5 ms forward + backward, where the
-elementwise maximum of the even and odd rows takes 0.3 ms and 6.5 ms (``python -m benchmarks.pair_max``). Its forward
-alone was 15 % of a stage-1 step's time (py-spy, session 60). The backward here routes each gradient to the pair's
-first maximum, as ``max_pool2d``'s does on ties, so values and gradients are equal to the bit and training is
-unchanged (NaN aside: both keep a NaN in either row, but where only the odd row is NaN ``max_pool2d`` sends the
-gradient to it and this to the even row).
+elementwise maximum of the even and odd rows takes 0.3 ms and 6.5 ms (``python -m benchmarks.pair_max``). Its
+forward alone was 15 % of the time in a stage-1 step's ``training_step`` (py-spy, session 60). The backward here
+routes each gradient to the pair's first maximum, as ``max_pool2d``'s does on ties, so values and gradients are
+equal to the bit and training is unchanged (NaN aside: both keep a NaN in either row, but where only the odd row is
+NaN ``max_pool2d`` sends the gradient to it and this to the even row).
 """
 
 from __future__ import annotations
@@ -56,4 +56,5 @@ class PairMax(nn.Module):
     had the latter load unchanged)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → ``(B, C, H // 2, W)``, as :func:`pair_max`."""
         return pair_max(x)
