@@ -43,7 +43,7 @@ def op_ms(pool: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, backwar
 
 
 def run(repeats: int = 20, batch: int = 16, seconds: float = 15.0) -> dict:
-    """Per dtype, pass and shape, both poolings' milliseconds, and the sums over a batch's three poolings."""
+    """Per dtype, pass and shape, both poolings' milliseconds."""
     from must.model.pair_max import pair_max
 
     pools = {"max_pool2d": lambda x: torch.nn.functional.max_pool2d(x, (2, 1)), "pair_max": pair_max}

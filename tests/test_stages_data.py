@@ -218,23 +218,33 @@ def test_balanced_weights_scale_each_task_count_and_default_to_the_unweighted_dr
     assert balanced(ex, seed=0, weights={"TSG": 1.0}) == balanced(ex, seed=0)
 
 
-def test_encoder_crops_read_the_cached_log_mel_as_the_encoder_would_transform_the_crop(tmp_path):
+def _one_track_data(cache, wave: np.ndarray, annotation):
+    """A stand-in for ``TrainData`` with one 10 s train track ``t``: its ``wave``, its ``annotation`` (a callable of
+    the track id) and ``TrainData``'s own log-mel cache under ``cache``."""
     import functools
     from types import SimpleNamespace
 
     import pandas as pd
+
+    from stages.data import TrainData
+
+    data = SimpleNamespace(cache=cache, tracks=lambda split: pd.DataFrame([{"track_id": "t", "audio": "t.wav", "duration": 10.0}]),
+                           annotation=annotation, wave=lambda track_id, audio: wave)
+    data.log_mel = functools.partial(TrainData.log_mel, data)
+    return data
+
+
+def test_encoder_crops_read_the_cached_log_mel_as_the_encoder_would_transform_the_crop(tmp_path):
     import torch
 
     from must.model import MusTConfig
     from must.model.modeling import LOG_MEL_FLOOR, MusicEncoder
-    from stages.data import SOURCES, TrainData
+    from stages.data import SOURCES
     from stages.stage1_encoder import EncoderCrops
 
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(160000) * np.sin(np.arange(160000) / 3000.0)).astype(np.float32)  # 10 s
-    data = SimpleNamespace(cache=tmp_path, tracks=lambda split: pd.DataFrame([{"track_id": "t", "audio": "t.wav", "duration": 10.0}]),
-                           annotation=lambda track_id: ann(), wave=lambda track_id, audio: wave)
-    data.log_mel = functools.partial(TrainData.log_mel, data)
+    data = _one_track_data(tmp_path, wave, lambda track_id: ann())
     encoder = MusicEncoder(MusTConfig(sources=SOURCES))
     crops = EncoderCrops(data, encoder, crop_seconds=4.0, sigma=0.3, repeats=4, seed=0)
     for i in range(4):
@@ -256,22 +266,16 @@ def test_encoder_crops_read_the_cached_log_mel_as_the_encoder_would_transform_th
 
 
 def test_encoder_crops_read_each_tracks_mel_and_targets_once_and_crop_as_before(tmp_path):
-    import functools
-    from types import SimpleNamespace
-
-    import pandas as pd
     import torch
 
     from must.model import MusTConfig
     from must.model.modeling import MusicEncoder
-    from stages.data import SOURCES, TrainData
+    from stages.data import SOURCES
     from stages.stage1_encoder import EncoderCrops
 
     wave = (0.1 * np.random.default_rng(1).standard_normal(160000)).astype(np.float32)  # 10 s
     reads = []
-    data = SimpleNamespace(cache=tmp_path, tracks=lambda split: pd.DataFrame([{"track_id": "t", "audio": "t.wav", "duration": 10.0}]),
-                           annotation=lambda track_id: reads.append(track_id) or ann(), wave=lambda track_id, audio: wave)
-    data.log_mel = functools.partial(TrainData.log_mel, data)
+    data = _one_track_data(tmp_path, wave, lambda track_id: reads.append(track_id) or ann())
     encoder = MusicEncoder(MusTConfig(sources=SOURCES))
     crops = EncoderCrops(data, encoder, crop_seconds=4.0, sigma=0.3, repeats=5, seed=0)
     items = [crops[i] for i in range(5)]
