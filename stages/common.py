@@ -15,6 +15,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from configs import config_path
+from must.environment import environment
 from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import LoopConfig, TrainConfig
 from stages.data import SOURCES
@@ -50,9 +51,10 @@ def is_done(out: str | Path, stage: int) -> bool:
 
 
 def mark_done(out: str | Path, stage: int, info: dict[str, Any]) -> None:
-    """Record a finished stage (written last, after the checkpoint)."""
+    """Record a finished stage (written last, after the checkpoint) with the environment that trained it."""
     if rank_world()[0] == 0:
-        (stage_dir(out, stage) / "final" / "DONE").write_text(json.dumps(info, indent=2))
+        done = {**info, "environment": environment()}
+        (stage_dir(out, stage) / "final" / "DONE").write_text(json.dumps(done, indent=2))
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict | None:

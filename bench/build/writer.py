@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.build.config import BuildConfig
+from must.environment import environment
 from must.schema import write_parquet_bench
 
 __all__ = ["write_outputs", "balance_report", "summary_markdown"]
@@ -108,6 +109,7 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], records: dict[str, dict
         "provenance": dict(Counter(json.dumps(r["provenance"], sort_keys=True) for r in records.values()).most_common(3)),
         "balance": balance_report(df),
         "failures": failures,
+        "environment": environment(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(summary_markdown(summary))

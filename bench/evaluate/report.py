@@ -1,9 +1,9 @@
 """``must-bench report RUN [RUN ...] --out DIR``: compare runs side by side (Markdown, JSON, PNG plots).
 
 Writes ``report.md`` (leaderboard in MusTBench's column order, AVQA buckets, each later run's paired differences
-from the first on the questions both answered, worst items per run), ``report.json``, and plots: ``tasks.png``
-(per-task scores), ``tsg_errors.png`` (TSG absolute time error histogram), ``mtr_iou.png`` (MTR IoU distribution),
-``letters.png`` (LTR/GTO letter confusion).
+from the first on the questions both answered, the environments the runs were computed in, worst items per run),
+``report.json``, and plots: ``tasks.png`` (per-task scores), ``tsg_errors.png`` (TSG absolute time error
+histogram), ``mtr_iou.png`` (MTR IoU distribution), ``letters.png`` (LTR/GTO letter confusion).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from bench.evaluate.paired import paired_differences, paired_over_seeds
 from must.answers import LETTERS
 
-__all__ = ["load_run", "leaderboard_rows", "letter_confusion", "write_report", "COLUMNS"]
+__all__ = ["load_run", "leaderboard_rows", "letter_confusion", "environment_section", "write_report", "COLUMNS"]
 
 COLUMNS = [("TSG_onset", "TSG on"), ("TSG_offset", "TSG off"), ("LTR", "LTR"), ("TAD_METEOR", "METEOR"),
            ("TAD_semantic", "semantic"), ("GTO", "GTO"), ("MTR_IoU", "IoU"), ("MTR_F1", "F1"), ("overall", "overall")]
@@ -57,6 +57,33 @@ def _avqa_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     for r in runs:
         keys += [k for k in r["scores"].get("AVQA", {}) if k not in keys]
     return ["model", *keys], [[r["name"]] + [f"{r['scores'].get('AVQA', {}).get(k, float('nan')):.1f}" for k in keys] for r in runs]
+
+
+def _short_commit(commit: str | None) -> str:
+    if not commit:
+        return "—"
+    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
+def environment_section(runs: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines naming what each run was computed with: commit, CPU and every package version that differs
+    between the runs (the ones they share in one sentence); empty when no run recorded its environment."""
+    known = [(r["name"], r["meta"]["environment"]) for r in runs if r.get("meta", {}).get("environment")]
+    if not known:
+        return []
+    names = list(dict.fromkeys(k for _, env in known for k in env.get("packages", {})))
+    version = {k: [env.get("packages", {}).get(k) for _, env in known] for k in names}
+    differ = [k for k in names if len(set(version[k])) > 1]
+    rows = [[name, _short_commit(env.get("must_bench_commit")), str(env.get("cpu", "—")),
+             *[str(env.get("packages", {}).get(k) or "—") for k in differ]] for name, env in known]
+    lines = ["## Environments", "", _md_table(["model", "commit", "cpu", *differ], rows), ""]
+    shared = [f"{k} {version[k][0]}" for k in names if k not in differ and version[k][0]]
+    if shared:
+        lines += ["Every run: " + ", ".join(shared) + ".", ""]
+    unknown = [r["name"] for r in runs if not r.get("meta", {}).get("environment")]
+    if unknown:
+        lines += ["Not recorded (run.json written before it held the environment): " + ", ".join(unknown) + ".", ""]
+    return lines
 
 
 def _worst(run: dict[str, Any], n: int = 3) -> list[str]:
@@ -202,6 +229,7 @@ def write_report(run_paths: list[str | Path], out: str | Path,
                          [[x["metric"], str(x["seeds"]), str(x["n"]), f"{x['difference']:+.1f} ± {x['standard_error']:.1f}",
                            " ".join(f"{v:+.1f}" for v in x["per_seed"]), str(x["higher"]), str(x["lower"])]
                           for x in seeds]), ""]
+    md += environment_section(runs)
     md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     md += ["## Unparsed answers and errors", "", _md_table(
         ["model", "unparsed", "errors", "items"],
@@ -210,7 +238,8 @@ def write_report(run_paths: list[str | Path], out: str | Path,
     for r in runs:
         md += [f"## Worst items — {r['name']}", "", "| task | question | reference | answer |", "|---|---|---|---|", *_worst(r), ""]
     (out / "report.md").write_text("\n".join(md))
-    data = {"runs": [{"name": r["name"], "path": r["path"], "scores": r["scores"]} for r in runs], "plots": plots,
+    data = {"runs": [{"name": r["name"], "path": r["path"], "scores": r["scores"],
+                      "environment": r["meta"].get("environment")} for r in runs], "plots": plots,
             "paired_with_first": paired, "paired_over_seeds": {"pairs": [list(p) for p in pairs], "rows": seeds}}
     (out / "report.json").write_text(json.dumps(data, indent=2))
     return data

@@ -21,6 +21,7 @@ from bench.evaluate.prompts import PromptConfig, load_prompts
 from bench.io import iter_jsonl, load_bench
 from bench.scoring import ItemResult, TextScorer, score_item, summarize
 from must.audio import AudioError, audio_info
+from must.environment import environment
 from must.models.base import Model, Request
 
 __all__ = ["EvalConfig", "evaluate", "select_items", "read_run_lines", "merge_run", "answers_item", "make_request"]
@@ -207,7 +208,8 @@ def evaluate(cfg: EvalConfig, model: Model, progress: bool = True) -> dict[str, 
     wall = time.perf_counter() - t_start
     meta = {"model": cfg.model, "model_name": model.name, "config": {**asdict(cfg), "shard": list(cfg.shard)},
             "items_this_invocation": n_done, "wall_seconds": round(wall, 3), "model_seconds": round(t_model, 3),
-            "harness_overhead_ms_per_item": round(1000 * (wall - t_model) / max(n_done, 1), 3)}
+            "harness_overhead_ms_per_item": round(1000 * (wall - t_model) / max(n_done, 1), 3),
+            "environment": environment()}
     run_json = out / ("run.json" if cfg.shard[1] == 1 else f"run.shard-{cfg.shard[0]}-of-{cfg.shard[1]}.json")
     run_json.write_text(json.dumps(meta, indent=2))
     merged = merge_run(out, everything)

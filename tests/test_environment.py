@@ -1,0 +1,87 @@
+"""The environment recorded beside builds, evaluations and training stages, and the report's table of it."""
+
+import importlib.metadata
+import json
+import subprocess
+
+import torch
+
+from bench.evaluate.report import environment_section
+from must.cli import main
+from must.environment import environment, package_versions, source_commit
+from stages.common import mark_done, stage_dir
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+
+
+def _repo(path):
+    path.mkdir()
+    subprocess.run([*GIT, "init", "-q", str(path)], check=True)
+    (path / "a.txt").write_text("one\n")
+    subprocess.run([*GIT, "-C", str(path), "add", "a.txt"], check=True)
+    subprocess.run([*GIT, "-C", str(path), "commit", "-q", "-m", "first"], check=True)
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_package_versions_are_the_installed_ones():
+    v = package_versions(("torch", "numpy", "no-such-distribution-here"))
+    assert v["torch"] == importlib.metadata.version("torch") == torch.__version__
+    assert v["numpy"] == importlib.metadata.version("numpy")
+    assert v["no-such-distribution-here"] is None
+
+
+def test_source_commit_clean_dirty_and_outside(tmp_path):
+    head = _repo(tmp_path / "repo")
+    assert len(head) == 40
+    assert source_commit(tmp_path / "repo") == head
+    (tmp_path / "repo" / "new.txt").write_text("untracked files do not make a checkout dirty\n")
+    assert source_commit(tmp_path / "repo") == head
+    (tmp_path / "repo" / "a.txt").write_text("two\n")
+    assert source_commit(tmp_path / "repo") == head + "+dirty"
+    (tmp_path / "repo" / "sub").mkdir()
+    assert source_commit(tmp_path / "repo" / "sub") is None  # inside a checkout, not its top: not ours
+    (tmp_path / "plain").mkdir()
+    assert source_commit(tmp_path / "plain") is None
+
+
+def test_evaluate_and_build_record_the_environment(tiny_bench, tmp_path):
+    assert main(["evaluate", "--model", "random", "--bench", str(tiny_bench), "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    env = json.loads((tmp_path / "r" / "run.json").read_text())["environment"]
+    assert env["packages"]["torch"] == importlib.metadata.version("torch")
+    assert env["packages"]["must-bench"] == importlib.metadata.version("must-bench")
+    assert env["must_bench_commit"] == source_commit() and env["cpu_count"] >= 1 and env["cpu"]
+    built = json.loads((tiny_bench / "summary.json").read_text())["environment"]
+    assert built["packages"] == env["packages"] and built["python"] == env["python"]
+
+
+def test_a_finished_stage_records_its_environment(tmp_path):
+    (stage_dir(tmp_path, 2) / "final").mkdir(parents=True)
+    mark_done(tmp_path, 2, {"train_loss": 1.5})
+    done = json.loads((stage_dir(tmp_path, 2) / "final" / "DONE").read_text())
+    assert done["train_loss"] == 1.5
+    assert done["environment"]["packages"]["transformers"] == importlib.metadata.version("transformers")
+
+
+def test_report_lists_only_the_versions_that_differ():
+    def run(name, transformers, commit):
+        return {"name": name, "meta": {"environment": {
+            "must_bench_commit": commit, "cpu": "CPU X",
+            "packages": {"torch": "2.13.0+cpu", "transformers": transformers, "tinysoundfont": None}}}}
+
+    runs = [run("a", "5.23.0", "0123456789abcdef"), run("b", "5.25.0", "fedcba9876543210+dirty"),
+            {"name": "old", "meta": {}}]
+    md = "\n".join(environment_section(runs))
+    assert "| model | commit | cpu | transformers |" in md
+    assert "| a | 0123456789 | CPU X | 5.23.0 |" in md
+    assert "| b | fedcba9876+dirty | CPU X | 5.25.0 |" in md
+    assert "Every run: torch 2.13.0+cpu." in md  # a package no run has is not named
+    assert "Not recorded (run.json written before it held the environment): old." in md
+    assert environment_section([{"name": "old", "meta": {}}]) == []
+
+
+def test_environment_is_json():
+    env = environment()
+    assert json.loads(json.dumps(env)) == env
+    assert env["torch_threads"] == torch.get_num_threads()
