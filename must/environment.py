@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "cpu_model", "environment", "package_versions", "source_commit"]
+__all__ = ["PACKAGES", "cpu_model", "environment", "environment_changes", "package_versions", "source_commit"]
 
 # the distributions that train, decode, decode audio or score: a stage 1 trained on another machine with other
 # transformers, peft and accelerate versions came out different (session 61), and nothing said which
@@ -67,3 +67,16 @@ def environment() -> dict[str, Any]:
     return {"must_bench_commit": source_commit(), "python": platform.python_version(),
             "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "packages": package_versions()}
+
+
+def environment_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs from ``before`` to ``now`` (two :func:`environment` dicts): the commit, the CPU and each package
+    version, as ``"name old -> new"``; empty when nothing differs or ``before`` recorded nothing."""
+    if not before:
+        return []
+    changes = [f"{key} {before.get(key)} -> {now.get(key)}" for key in ("must_bench_commit", "cpu")
+               if before.get(key) != now.get(key)]
+    old, new = before.get("packages", {}), now.get("packages", {})
+    changes += [f"{name} {old.get(name)} -> {new.get(name)}" for name in dict.fromkeys([*old, *new])
+                if old.get(name) != new.get(name)]
+    return changes

@@ -20,8 +20,8 @@ from must.model import MusTConfig, MusTForCausalLM, MusTProcessor
 from stages.config import LoopConfig, TrainConfig
 from stages.data import SOURCES
 
-__all__ = ["rank_world", "stage_dir", "is_done", "mark_done", "deepspeed_config", "trainer_kwargs", "JsonlLogger",
-           "resume_point", "new_must_model", "load_must", "save_any", "validate", "barrier", "append_metrics",
+__all__ = ["rank_world", "stage_dir", "is_done", "done_info", "mark_done", "deepspeed_config", "trainer_kwargs",
+           "JsonlLogger", "resume_point", "new_must_model", "load_must", "save_any", "validate", "barrier", "append_metrics",
            "finish_lora_stage", "load_stage_model", "lora_config", "freeze_audio_encoder", "features_tag",
            "PROJECTOR_OPTIONS", "native_bf16", "autocast_dtype", "AutocastMixin", "StageTrainer"]
 
@@ -48,6 +48,14 @@ def stage_dir(out: str | Path, stage: int) -> Path:
 def is_done(out: str | Path, stage: int) -> bool:
     """Whether a stage finished (its final checkpoint is complete)."""
     return (stage_dir(out, stage) / "final" / "DONE").exists()
+
+
+def done_info(out: str | Path, stage: int) -> dict[str, Any]:
+    """What a finished stage recorded in its ``DONE`` marker (``{}`` for a marker without JSON)."""
+    try:
+        return json.loads((stage_dir(out, stage) / "final" / "DONE").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def mark_done(out: str | Path, stage: int, info: dict[str, Any]) -> None:

@@ -13,8 +13,9 @@ import yaml
 from transformers import set_seed
 
 from must.config import load_config, to_dict
+from must.environment import environment, environment_changes
 from must.threads import threads_per_process
-from stages.common import is_done, rank_world
+from stages.common import done_info, is_done, rank_world
 from stages.config import TrainConfig
 from stages.stage1_encoder import EncoderStageRecipe
 from stages.stage2_lm import LMStageRecipe
@@ -35,6 +36,10 @@ def run_stages(cfg: TrainConfig, out: Path, stages: list[int]) -> None:
             continue
         if n > 1 and not is_done(out, n - 1):
             raise RuntimeError(f"stage {n} needs stage {n - 1}'s checkpoint in {out}; run --stage {n - 1} first")
+        changes = environment_changes(done_info(out, n - 1).get("environment", {}), environment())
+        if changes:  # a checkpoint carried to another machine or venv: say so before results differ unexplained
+            log.warning("stage %d starts from stage %d's checkpoint, trained in another environment: %s", n, n - 1,
+                        "; ".join(changes))
         log.info("stage %d: %s", n, sys.modules[RECIPES[n].__module__].__doc__.strip().splitlines()[0])
         set_seed(cfg.seed)  # LoRA and heads are initialised in setup(), before the Trainer seeds anything
         recipe = RECIPES[n](cfg, out)

@@ -2,13 +2,15 @@
 
 import importlib.metadata
 import json
+import logging
 import subprocess
+from types import SimpleNamespace
 
 import torch
 
 from bench.evaluate.report import environment_section
 from must.cli import main
-from must.environment import environment, package_versions, source_commit
+from must.environment import environment, environment_changes, package_versions, source_commit
 from stages.common import mark_done, stage_dir
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
@@ -85,3 +87,37 @@ def test_environment_is_json():
     env = environment()
     assert json.loads(json.dumps(env)) == env
     assert env["torch_threads"] == torch.get_num_threads()
+
+
+def test_environment_changes_by_hand():
+    before = {"must_bench_commit": "aaa", "cpu": "X", "packages": {"torch": "2.13.0", "peft": "0.21.2"}}
+    now = {"must_bench_commit": "aaa", "cpu": "Y", "packages": {"torch": "2.13.0", "peft": "0.22.0", "trl": "1.16.0"}}
+    assert environment_changes(before, now) == ["cpu X -> Y", "peft 0.21.2 -> 0.22.0", "trl None -> 1.16.0"]
+    assert environment_changes(now, now) == [] and environment_changes({}, now) == []
+
+
+def test_a_stage_started_from_another_environments_checkpoint_says_so(tmp_path, monkeypatch, caplog):
+    from stages import run as stages_run
+
+    class Recipe:  # stands in for stage 2's recipe: the warning comes before any work
+        def __init__(self, cfg, out):
+            pass
+
+        setup = save_checkpoint = cleanup = lambda self: None
+
+    monkeypatch.setitem(stages_run.RECIPES, 2, Recipe)
+    (stage_dir(tmp_path, 1) / "final").mkdir(parents=True)
+    mark_done(tmp_path, 1, {})
+    done = stage_dir(tmp_path, 1) / "final" / "DONE"
+    info = json.loads(done.read_text())
+    cfg = SimpleNamespace(seed=0, stage2=SimpleNamespace(max_steps=0))
+    with caplog.at_level(logging.WARNING, logger="stages"):
+        stages_run.run_stages(cfg, tmp_path, [2])
+    assert "another environment" not in caplog.text  # the same environment: nothing to say
+    info["environment"]["packages"]["transformers"] = "5.23.0"
+    done.write_text(json.dumps(info))
+    with caplog.at_level(logging.WARNING, logger="stages"):
+        stages_run.run_stages(cfg, tmp_path, [2])
+    now = importlib.metadata.version("transformers")
+    assert f"stage 2 starts from stage 1's checkpoint, trained in another environment: transformers 5.23.0 -> {now}" \
+        in caplog.text
