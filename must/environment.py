@@ -12,8 +12,8 @@ from typing import Any
 
 __all__ = ["PACKAGES", "cpu_model", "environment", "environment_changes", "package_versions", "source_commit"]
 
-# the distributions that train, decode, decode audio or score: a stage 1 trained on another machine with other
-# transformers, peft and accelerate versions came out different (session 61), and nothing said which
+# the distributions that build, train, answer and score: a stage 1 trained on another machine with other
+# transformers, peft and accelerate versions came out different (session 61), and nothing recorded which
 PACKAGES = ("must-bench", "torch", "transformers", "peft", "trl", "deepspeed", "accelerate", "datasets", "numpy",
             "scipy", "librosa", "mir_eval", "tinysoundfont")
 

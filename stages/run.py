@@ -36,7 +36,7 @@ def run_stages(cfg: TrainConfig, out: Path, stages: list[int]) -> None:
             continue
         if n > 1 and not is_done(out, n - 1):
             raise RuntimeError(f"stage {n} needs stage {n - 1}'s checkpoint in {out}; run --stage {n - 1} first")
-        changes = environment_changes(done_info(out, n - 1).get("environment", {}), environment())
+        changes = environment_changes(done_info(out, n - 1).get("environment", {}), environment()) if n > 1 else []
         if changes:  # a checkpoint carried to another machine or venv: say so before results differ unexplained
             log.warning("stage %d starts from stage %d's checkpoint, trained in another environment: %s", n, n - 1,
                         "; ".join(changes))

@@ -105,12 +105,14 @@ def test_a_stage_started_from_another_environments_checkpoint_says_so(tmp_path, 
 
         setup = save_checkpoint = cleanup = lambda self: None
 
+    monkeypatch.setitem(stages_run.RECIPES, 1, Recipe)
     monkeypatch.setitem(stages_run.RECIPES, 2, Recipe)
+    cfg = SimpleNamespace(seed=0, stage1=SimpleNamespace(max_steps=0), stage2=SimpleNamespace(max_steps=0))
+    stages_run.run_stages(cfg, tmp_path, [1])  # the first stage has no checkpoint before it to compare with
     (stage_dir(tmp_path, 1) / "final").mkdir(parents=True)
     mark_done(tmp_path, 1, {})
     done = stage_dir(tmp_path, 1) / "final" / "DONE"
     info = json.loads(done.read_text())
-    cfg = SimpleNamespace(seed=0, stage2=SimpleNamespace(max_steps=0))
     with caplog.at_level(logging.WARNING, logger="stages"):
         stages_run.run_stages(cfg, tmp_path, [2])
     assert "another environment" not in caplog.text  # the same environment: nothing to say
