@@ -66,7 +66,7 @@ def test_a_finished_stage_records_its_environment(tmp_path):
     assert done["environment"]["packages"]["transformers"] == importlib.metadata.version("transformers")
 
 
-def test_report_lists_only_the_versions_that_differ():
+def test_report_tabulates_only_what_differs():
     def run(name, transformers, commit):
         return {"name": name, "meta": {"environment": {
             "must_bench_commit": commit, "cpu": "CPU X",
@@ -75,12 +75,14 @@ def test_report_lists_only_the_versions_that_differ():
     runs = [run("a", "5.23.0", "0123456789abcdef"), run("b", "5.25.0", "fedcba9876543210+dirty"),
             {"name": "old", "meta": {}}]
     md = "\n".join(environment_section(runs))
-    assert "| model | commit | cpu | transformers |" in md
-    assert "| a | 0123456789 | CPU X | 5.23.0 |" in md
-    assert "| b | fedcba9876+dirty | CPU X | 5.25.0 |" in md
-    assert "Every run: torch 2.13.0+cpu." in md  # a package no run has is not named
+    assert "| model | commit | transformers |" in md
+    assert "| a | 0123456789 | 5.23.0 |" in md
+    assert "| b | fedcba9876+dirty | 5.25.0 |" in md
+    assert "Every run: cpu CPU X, torch 2.13.0+cpu." in md  # a package no run has is not named
     assert "Not recorded (run.json written before it held the environment): old." in md
     assert environment_section([{"name": "old", "meta": {}}]) == []
+    same = "\n".join(environment_section(runs[:1] * 2))
+    assert "| model |" not in same and "Every run: commit 0123456789, cpu CPU X, torch 2.13.0+cpu, transformers 5.23.0.\n" in same
 
 
 def test_environment_is_json():

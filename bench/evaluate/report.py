@@ -66,20 +66,23 @@ def _short_commit(commit: str | None) -> str:
 
 
 def environment_section(runs: list[dict[str, Any]]) -> list[str]:
-    """Markdown lines naming what each run was computed with: commit, CPU and every package version that differs
-    between the runs (the ones they share in one sentence); empty when no run recorded its environment."""
+    """Markdown lines naming what the runs were computed with: a table of the commit, CPU and package versions that
+    differ between them, one sentence for what they share; empty when no run recorded its environment."""
     known = [(r["name"], r["meta"]["environment"]) for r in runs if r.get("meta", {}).get("environment")]
     if not known:
         return []
-    names = list(dict.fromkeys(k for _, env in known for k in env.get("packages", {})))
-    version = {k: [env.get("packages", {}).get(k) for _, env in known] for k in names}
-    differ = [k for k in names if len(set(version[k])) > 1]
-    rows = [[name, _short_commit(env.get("must_bench_commit")), str(env.get("cpu", "—")),
-             *[str(env.get("packages", {}).get(k) or "—") for k in differ]] for name, env in known]
-    lines = ["## Environments", "", _md_table(["model", "commit", "cpu", *differ], rows), ""]
-    shared = [f"{k} {version[k][0]}" for k in names if k not in differ and version[k][0]]
+    fields = {"commit": [_short_commit(env.get("must_bench_commit")) for _, env in known],
+              "cpu": [env.get("cpu") for _, env in known]}
+    for name in dict.fromkeys(k for _, env in known for k in env.get("packages", {})):
+        fields[name] = [env.get("packages", {}).get(name) for _, env in known]
+    differ = [k for k, values in fields.items() if len(set(values)) > 1]
+    lines = ["## Environments", ""]
+    if differ:
+        rows = [[name, *[str(fields[k][i] or "—") for k in differ]] for i, (name, _) in enumerate(known)]
+        lines += [_md_table(["model", *differ], rows), ""]
+    shared = [f"{k} {values[0]}" for k, values in fields.items() if k not in differ and values[0] not in (None, "—")]
     if shared:
-        lines += ["Every run: " + ", ".join(shared) + ".", ""]
+        lines += [("Every run" if len(known) > 1 else known[0][0]) + ": " + ", ".join(shared) + ".", ""]
     unknown = [r["name"] for r in runs if not r.get("meta", {}).get("environment")]
     if unknown:
         lines += ["Not recorded (run.json written before it held the environment): " + ", ".join(unknown) + ".", ""]
