@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "cpu_model", "environment", "environment_changes", "package_versions", "source_commit"]
+__all__ = ["PACKAGES", "cpu_model", "environment", "environment_changes", "identity", "package_versions",
+           "source_commit"]
 
 # the distributions that build, train, answer and score: a stage 1 trained on another machine with other
 # transformers, peft and accelerate versions came out different (session 61), and nothing recorded which
@@ -69,14 +70,17 @@ def environment() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "packages": package_versions()}
 
 
+def identity(env: dict[str, Any]) -> dict[str, Any]:
+    """What tells one :func:`environment` from another, flat: ``commit``, ``cpu`` and each package's version (thread
+    counts and the platform string are left out: they describe how a run was launched, not what it ran)."""
+    return {"commit": env.get("must_bench_commit"), "cpu": env.get("cpu"), **env.get("packages", {})}
+
+
 def environment_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """What differs from ``before`` to ``now`` (two :func:`environment` dicts): the commit, the CPU and each package
-    version, as ``"name old -> new"``; empty when nothing differs or ``before`` recorded nothing."""
+    """What differs from ``before`` to ``now`` (two :func:`environment` dicts) in their :func:`identity`, as
+    ``"name old -> new"``; empty when nothing differs or ``before`` recorded nothing."""
     if not before:
         return []
-    changes = [f"{key} {before.get(key)} -> {now.get(key)}" for key in ("must_bench_commit", "cpu")
-               if before.get(key) != now.get(key)]
-    old, new = before.get("packages", {}), now.get("packages", {})
-    changes += [f"{name} {old.get(name)} -> {new.get(name)}" for name in dict.fromkeys([*old, *new])
-                if old.get(name) != new.get(name)]
-    return changes
+    old, new = identity(before), identity(now)
+    return [f"{name} {old.get(name)} -> {new.get(name)}" for name in dict.fromkeys([*old, *new])
+            if old.get(name) != new.get(name)]

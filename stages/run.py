@@ -34,12 +34,13 @@ def run_stages(cfg: TrainConfig, out: Path, stages: list[int]) -> None:
         if is_done(out, n):
             log.info("stage %d already done; skipping", n)
             continue
-        if n > 1 and not is_done(out, n - 1):
-            raise RuntimeError(f"stage {n} needs stage {n - 1}'s checkpoint in {out}; run --stage {n - 1} first")
-        changes = environment_changes(done_info(out, n - 1).get("environment", {}), environment()) if n > 1 else []
-        if changes:  # a checkpoint carried to another machine or venv: say so before results differ unexplained
-            log.warning("stage %d starts from stage %d's checkpoint, trained in another environment: %s", n, n - 1,
-                        "; ".join(changes))
+        if n > 1:
+            if not is_done(out, n - 1):
+                raise RuntimeError(f"stage {n} needs stage {n - 1}'s checkpoint in {out}; run --stage {n - 1} first")
+            changes = environment_changes(done_info(out, n - 1).get("environment", {}), environment())
+            if changes:  # a checkpoint carried to another machine or venv: say so before results differ unexplained
+                log.warning("stage %d starts from stage %d's checkpoint, trained in another environment: %s", n,
+                            n - 1, "; ".join(changes))
         log.info("stage %d: %s", n, sys.modules[RECIPES[n].__module__].__doc__.strip().splitlines()[0])
         set_seed(cfg.seed)  # LoRA and heads are initialised in setup(), before the Trainer seeds anything
         recipe = RECIPES[n](cfg, out)

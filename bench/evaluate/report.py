@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.evaluate.paired import paired_differences, paired_over_seeds
 from must.answers import LETTERS
+from must.environment import identity
 
 __all__ = ["load_run", "leaderboard_rows", "letter_confusion", "environment_section", "write_report", "COLUMNS"]
 
@@ -71,10 +72,10 @@ def environment_section(runs: list[dict[str, Any]]) -> list[str]:
     known = [(r["name"], r["meta"]["environment"]) for r in runs if r.get("meta", {}).get("environment")]
     if not known:
         return []
-    fields = {"commit": [_short_commit(env.get("must_bench_commit")) for _, env in known],
-              "cpu": [env.get("cpu") for _, env in known]}
-    for name in dict.fromkeys(k for _, env in known for k in env.get("packages", {})):
-        fields[name] = [env.get("packages", {}).get(name) for _, env in known]
+    ids = [identity(env) for _, env in known]
+    for i in ids:
+        i["commit"] = _short_commit(i["commit"])
+    fields = {k: [i.get(k) for i in ids] for k in dict.fromkeys(k for i in ids for k in i)}
     differ = [k for k, values in fields.items() if len(set(values)) > 1]
     lines = ["## Environments", ""]
     if differ:
