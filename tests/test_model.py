@@ -222,6 +222,9 @@ def test_must_adapter_names_and_checks_its_gto_arguments(tiny, tmp_path):
     assert load_model(spec, choices="constrained").ltr_grounding is True
     plain = load_model(spec, **parse_model_args("choices=constrained,ltr_grounding=false"))
     assert plain.ltr_grounding is False and plain.name == f"must:{tmp_path.name}+constrained(ltr_grounding=false)"
+    assert load_model(spec, choices="constrained").tad_choice is True
+    greedy_tad = load_model(spec, **parse_model_args("choices=constrained,tad_choice=false"))
+    assert greedy_tad.tad_choice is False and greedy_tad.name == f"must:{tmp_path.name}+constrained(tad_choice=false)"
     assert load_model(spec, choices="constrained").gto_min_gap == 3  # GTO_MIN_GAP
     before = load_model(spec, **parse_model_args("choices=constrained,gto_min_gap=1"))
     assert before.gto_min_gap == 1 and before.name == f"must:{tmp_path.name}+constrained(gto_min_gap=1)"
@@ -410,7 +413,64 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     assert len(set(np.round(scores, 4))) == 4  # the four options score differently
     best = list(texts)[int(np.argmax(scores))]
     assert ltr == f"{texts[best]}. Answer: {best}"
-    assert tad == answer_batch(model, proc, items[1:], [feats], 24)[0]  # TAD decodes as before
+    # without tad_choice, TAD decodes as under "generate"
+    assert answer_batch(model, proc, items, [feats, feats], 24, choices="constrained", ltr_calibration=0,
+                        ltr_grounding=False, tad_choice=False)[1] == answer_batch(model, proc, items[1:], [feats], 24)[0]
+
+
+def test_change_clauses_are_what_a_description_opens_with():
+    from must.model.inference import change_clauses
+
+    assert change_clauses(["tuba", "drums"]) == [
+        "the tuba enters", "the tuba stops", "the drums enter", "the drums stop", "the tempo speeds up",
+        "the tempo slows down", "the music gets noticeably louder", "the music gets noticeably softer"]
+
+
+def test_forced_prefix_writes_its_ids_then_leaves_the_scores_alone():
+    from must.model.inference import ForcedPrefix
+
+    forced = ForcedPrefix({1: [7, 3]}, prompt_length=4)
+    for step, want in ((0, 7), (1, 3)):
+        scores = torch.zeros(2, 10)
+        out = forced(torch.zeros(2, 4 + step, dtype=torch.long), scores)
+        assert torch.isinf(out[1]).sum() == 9 and out[1, want] == 0.0
+        assert not torch.isinf(out[0]).any()  # a row without a prefix is untouched
+    assert not torch.isinf(forced(torch.zeros(2, 6, dtype=torch.long), torch.zeros(2, 10))).any()  # prefix written
+
+
+def test_constrained_tad_opens_with_the_most_likely_change(tiny, monkeypatch):
+    from must.model import inference
+
+    model, proc = tiny  # sources piano, drums
+    feats = torch.zeros(60, model.config.feature_dim)
+    clauses = inference.change_clauses(["piano", "drums"])
+    # per-token scores of the eight openings: "the drums enter" (index 2) most likely, "the piano enters" next
+    table = np.array([[-1.5, -3.0, -1.0, -3.0, -2.0, -2.0, -2.5, -2.5]])
+    seen = {}
+
+    def fake_loglik(model, processor, prompts, features, continuations, closed=True):
+        seen["continuations"], seen["closed"] = continuations, closed
+        return table
+
+    monkeypatch.setattr(inference, "options_loglik", fake_loglik)
+    item = {"question": "Describe the musical change at 0:03 in detail.", "duration": 6.0, "task": "TAD"}
+
+    def answer() -> str:
+        return inference.answer_batch(model, proc, [item], [feats], 8, choices="constrained")[0]
+
+    def opening(clause: str) -> str:
+        return proc.decode(proc.tokenizer(f" {clause}", add_special_tokens=False)["input_ids"])
+
+    assert answer().startswith(opening("the drums enter"))
+    assert seen == {"continuations": clauses, "closed": False}  # the openings alone, not ended
+    # grounding: TSG's answer about each source puts 0.001 (drums entering) or 0.6 (piano entering) within 3 s of 0:03
+    # and 0.1 (no change) for the rest: drums -1.0 + 0.25 · log(0.001 / 0.1) = -2.15, piano -1.5 + 0.25 · log(6) =
+    # -1.05, so the piano
+    mass = {"0": 0.6, "2": 0.001}
+    grounded = {str(i): np.eye(12)[3] * mass.get(str(i), 0.1) + np.eye(12)[11] * (1 - mass.get(str(i), 0.1))
+                for i in range(4)}
+    monkeypatch.setattr(inference, "grounded_time_probs", lambda *a, **k: grounded)
+    assert answer().startswith(opening("the piano enters"))
 
 
 def test_constrained_ltr_subtracts_each_options_score_at_other_moments(tiny, monkeypatch):

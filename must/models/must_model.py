@@ -38,13 +38,15 @@ class MusTAdapter(Model):
     ``tsg_pointer_weight``, ``tsg_scan_weight`` (``constrained`` with ``tsg_scan`` only): how a TSG time weighs the
     pointer's distribution against the scan, ``p(t)^a · exp(b · s(t))`` (defaults
     :data:`must.model.inference.TSG_POINTER_WEIGHT`, :data:`~must.model.inference.TSG_SCAN_WEIGHT`; fitted on val for
-    one checkpoint by ``python -m benchmarks.tsg_weights``)."""
+    one checkpoint by ``python -m benchmarks.tsg_weights``). ``tad_choice`` (``constrained`` only): a TAD description
+    opens with the change the model finds most likely among every source entering or stopping and the music's own
+    changes (:func:`must.model.inference.tad_change_choice`; false: greedy, as before this option existed)."""
 
     def __init__(self, path: str, max_new_tokens: int = 48, cache_tracks: int = 64, choices: str = "generate",
                  ltr_calibration: float | None = None, gto_scan: bool = True, gto_min_gap: int | None = None,
                  gto_grounding: bool = True, ltr_grounding: bool = True, tsg_scan: bool = True,
                  avqa_closed: bool = True, tsg_pointer_weight: float | None = None,
-                 tsg_scan_weight: float | None = None):
+                 tsg_scan_weight: float | None = None, tad_choice: bool = True):
         import torch
 
         from bench.evaluate.prompts import load_prompts
@@ -70,12 +72,12 @@ class MusTAdapter(Model):
         tail = path.rstrip("/").split("/")
         self.name = f"must:{tail[-2] if tail[-1] == 'final' and len(tail) > 1 else tail[-1]}" + ("" if choices == "generate" else f"+{choices}")
         flags = {"gto_scan": gto_scan, "gto_grounding": gto_grounding, "ltr_grounding": ltr_grounding,
-                 "tsg_scan": tsg_scan, "avqa_closed": avqa_closed}
+                 "tsg_scan": tsg_scan, "avqa_closed": avqa_closed, "tad_choice": tad_choice}
         for key, value in flags.items():
             if not isinstance(value, bool):
                 raise ValueError(f"must: {key} must be true or false, got {value!r}")
         self.gto_scan, self.gto_grounding, self.ltr_grounding = gto_scan, gto_grounding, ltr_grounding
-        self.tsg_scan, self.avqa_closed = tsg_scan, avqa_closed
+        self.tsg_scan, self.avqa_closed, self.tad_choice = tsg_scan, avqa_closed, tad_choice
         self.gto_min_gap = GTO_MIN_GAP if gto_min_gap is None else gto_min_gap
         if isinstance(self.gto_min_gap, bool) or not isinstance(self.gto_min_gap, int) or self.gto_min_gap < 1:
             raise ValueError(f"must: gto_min_gap must be a whole number of seconds, at least 1, got {gto_min_gap!r}")
@@ -120,6 +122,6 @@ class MusTAdapter(Model):
             for i, a in zip(ok, answer_batch(self.model, self.processor, items, feats, self.max_new_tokens, self.choices,
                                                 self.ltr_calibration, self.gto_scan, self.gto_min_gap,
                                                 self.gto_grounding, self.ltr_grounding, self.tsg_scan,
-                                                self.avqa_closed, self.tsg_weights)):
+                                                self.avqa_closed, self.tsg_weights, self.tad_choice)):
                 out[i] = a
         return out
