@@ -404,7 +404,7 @@ def test_constrained_ltr_writes_one_option_and_its_own_letter(tiny):
     q = "What happens at 0:03?\nA: The drums enter\nB: The piano enters\nC: The tempo speeds up\nD: No noticeable change"
     items = [{"question": q, "duration": 6.0, "task": "LTR"}, {"question": "Describe the change at 0:03 in detail.",
                                                                 "duration": 6.0, "task": "TAD"}]
-    ltr, tad = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained", ltr_calibration=0,
+    ltr, _ = answer_batch(model, proc, items, [feats, feats], 24, choices="constrained", ltr_calibration=0,
                             ltr_grounding=False)
     # the option whose description alone ("<description>.", letter left out) is most likely per token, written as
     # MusT was trained to answer, with that description's own letter

@@ -35,7 +35,8 @@ model, asked LTR's question at every second, recognises the asked change there (
 boundary the distribution's median (:func:`median_second`, the least expected error in seconds); a TAD description
 names each source once (:class:`DistinctSources`; a quarter of l30's descriptions listed one source twice, "while the
 tuba and tuba keep playing"; TAD 46.6 → 47.0 for l30 and 44.0 → 44.7 for f27 on 150 test questions,
-docs/training-log.md). An AVQA answer (``avqa_closed``) is the allowed answer whose whole answer turn the model finds
+docs/training-log.md) and, with ``tad_choice``, opens with the change the model finds most likely of all it could
+name (:func:`tad_change_choice`, forced by :class:`ForcedPrefix`). An AVQA answer (``avqa_closed``) is the allowed answer whose whole answer turn the model finds
 most probable (:func:`avqa_candidates`, :func:`closed_answer`): one of the two instruments a question names ("which
 comes in first, the tuba or the bassoon?"), else a word of the MUSIC-AVQA answer vocabulary, as that protocol scores a
 closed set of answers (80 of d53's 984 greedy test answers were unparsed, most of them a time).
