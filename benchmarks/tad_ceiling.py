@@ -37,14 +37,12 @@ def split_description(text: str) -> tuple[str, str]:
 
 def names_change(description: str, event: Event) -> bool:
     """Whether a description's change (before ", while the …") names ``event`` in the benchmark's short wording
-    (:func:`bench.tasks.phrasing.event_option`; a dynamic change also as TAD's "… gets noticeably louder")."""
-    from bench.tasks.phrasing import event_option
+    (:func:`bench.tasks.phrasing.event_option`) or as a description opens on it
+    (:func:`~bench.tasks.phrasing.description_opening`: "… gets noticeably louder")."""
+    from bench.tasks.phrasing import description_opening, event_option
 
     said = " ".join(split_description(description)[0].lower().split())
-    wordings = [event_option(event)]
-    if event.kind == "dynamic_change":
-        wordings.append(wordings[0].replace(" gets ", " gets noticeably "))
-    return any(w in said for w in wordings)
+    return any(w in said for w in (event_option(event), description_opening(event)))
 
 
 def _predictions(path: str | None) -> dict[str, str]:

@@ -160,6 +160,14 @@ def test_fullest_description_says_the_role_and_what_keeps_playing_and_seeded_one
                                                  "and electric bass keep playing.")
     assert describe_moment(bass_out, ann, None) == "The electric bass stops, while the piano, drums and choir keep playing."
     assert describe_moment([ann.transitions[0]], ann, None) == "The drums enter, adding a steady beat, while the piano keeps playing."
+    from bench.tasks.phrasing import description_opening
+    from must.annotation import Event
+
+    # a fullest description opens with description_opening's words, whatever the change
+    louder = Event(59.75, "dynamic_change", None, {"direction": "louder"})
+    assert description_opening(louder) == "the music gets noticeably louder"
+    for moment in (choir, tempo, bass_out, [louder]):
+        assert describe_moment(moment, ann, None).lower().startswith(description_opening(moment[0]))
     # seeded descriptions (the benchmark's references) say each detail at random, as before the fullest one existed
     rng = np.random.default_rng(3)
     assert [describe_moment(choir, ann, rng) for _ in range(3)] == [

@@ -12,8 +12,8 @@ from bench.synth.instruments import display
 from must.annotation import Event, TrackAnnotation
 from must.timecode import format_time
 
-__all__ = ["NO_CHANGE", "event_option", "moment_option", "invert", "describe_moment", "source_phrase", "join_clauses",
-           "existence_question"]
+__all__ = ["NO_CHANGE", "event_option", "description_opening", "moment_option", "invert", "describe_moment",
+           "source_phrase", "join_clauses", "existence_question"]
 
 NO_CHANGE = "No noticeable change"
 PLURAL = {"drums", "strings", "vocals"}
@@ -39,6 +39,12 @@ def event_option(e: Event) -> str:
     if e.kind == "dynamic_change":
         return "the music gets louder" if e.detail["direction"] == "louder" else "the music gets softer"
     raise ValueError(f"unknown event kind {e.kind!r}")
+
+
+def description_opening(e: Event) -> str:
+    """How :func:`describe_moment` without a generator opens on ``e``: :func:`event_option`, with a dynamic change
+    "noticeably" louder or softer (lower case)."""
+    return event_option(e).replace(" gets ", " gets noticeably ") if e.kind == "dynamic_change" else event_option(e)
 
 
 def join_clauses(clauses: list[str]) -> str:

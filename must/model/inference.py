@@ -274,10 +274,6 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
         tad = {k for k, i in enumerate(items) if i.get("task") == "TAD"}
         if tad:
             processors.append(DistinctSources(tad, source_name_ids(tok, list(model.config.sources)), n))
-        if tad and tad_choice:
-            opening = {k: tad_change_choice(model, processor, prompts[k], lambda q, k=k: prompt(k, q, instruction_of("TSG")),
-                                            items[k]["question"], features[k], seconds_of(k)) for k in sorted(tad)}
-            forced = ForcedPrefix({k: tok(f" {c}", add_special_tokens=False)["input_ids"] for k, c in opening.items()}, n)
         timed = CONSTRAINED_TIME_RULES
         rules = {k: timed[i["task"]] for k, i in enumerate(items) if i.get("task") in timed}
         sources = list(model.config.sources)
@@ -288,8 +284,11 @@ def answer_batch(model, processor: MusTProcessor, items: list[dict[str, Any]], f
                 rules[k] = functools.partial(scanned_hit_second, scan=scan, pointer_weight=tsg_weights[0],
                                              scan_weight=tsg_weights[1])
         processors.append(TimeChoice(rules, model.config))
-        if tad and tad_choice:
-            processors.append(forced)  # last: the chosen opening overrides every other rule
+        if tad and tad_choice:  # last: the chosen opening overrides every other rule
+            opening = {k: tad_change_choice(model, processor, prompts[k], lambda q, k=k: prompt(k, q, instruction_of("TSG")),
+                                            items[k]["question"], features[k], seconds_of(k)) for k in sorted(tad)}
+            processors.append(ForcedPrefix({k: tok(f" {c}", add_special_tokens=False)["input_ids"]
+                                            for k, c in opening.items()}, n))
     out = model.generate(input_ids=enc["input_ids"].to(model.device), attention_mask=enc["attention_mask"].to(model.device),
                          audio_features=features, max_new_tokens=max_new_tokens, do_sample=False,
                          logits_processor=processors,
@@ -619,32 +618,31 @@ def grounding_bonus(probs: dict[str, np.ndarray], letters: list[str], question: 
 
 
 def change_clauses(sources: list[str]) -> list[str]:
-    """Every change a TAD description can open with, as MusT is taught to write it (:func:`bench.tasks.phrasing.
-    describe_moment` without a generator): each source entering and stopping ("the tuba enters"), the tempo
-    speeding up and slowing down, the music getting noticeably louder and softer."""
-    from bench.tasks.phrasing import event_option
+    """Every change a TAD description can open with, as MusT is taught to write it
+    (:func:`bench.tasks.phrasing.description_opening`): each source entering and stopping ("the tuba enters"), the
+    tempo speeding up and slowing down, the music getting noticeably louder and softer."""
+    from bench.tasks.phrasing import description_opening
     from must.annotation import Event
 
-    clauses = [event_option(Event(0.0, kind, s)) for s in sources for kind in ("enter", "exit")]
-    clauses += [event_option(Event(0.0, "tempo_change", None, {"from": a, "to": b})) for a, b in ((1, 2), (2, 1))]
-    return clauses + [f"the music gets noticeably {d}" for d in ("louder", "softer")]
+    events = [Event(0.0, kind, s) for s in sources for kind in ("enter", "exit")]
+    events += [Event(0.0, "tempo_change", None, {"from": a, "to": b}) for a, b in ((1, 2), (2, 1))]
+    events += [Event(0.0, "dynamic_change", None, {"direction": d}) for d in ("louder", "softer")]
+    return [description_opening(e) for e in events]
 
 
 @torch.no_grad()
 def tad_change_choice(model, processor: MusTProcessor, prompt: str, prompt_of: Callable[[str], str], question: str,
-                      features: torch.Tensor, seconds: int, grounding: bool = True) -> str:
+                      features: torch.Tensor, seconds: int) -> str:
     """The change a TAD description opens with: of :func:`change_clauses`, the one whose mean log-probability per
-    token after ``prompt`` is highest — with ``grounding``, plus :func:`grounding_bonus` for a source entering or
-    stopping, as LTR's options (``prompt_of``: a question's prompt, for TSG's question about each source). Greedy
-    decoding names the first change of val's TAD moments 59.5 % of the time (d62); this choice 66.0 % (63.5 %
-    without grounding; LTR's calibration against other moments lowers it, 0.5: 64.0 %; docs/training-log.md)."""
+    token after ``prompt`` plus :func:`grounding_bonus` (for a source entering or stopping, as LTR's options;
+    ``prompt_of``: a question's prompt, for TSG's question about each source) is highest. Greedy decoding names the
+    first change of val's TAD moments 59.5 % of the time (d62); this choice 66.0 % (63.5 % without the bonus; LTR's
+    calibration against other moments lowers it, 0.5: 64.0 %; docs/training-log.md)."""
     clauses = change_clauses(list(model.config.sources))
+    labelled = {str(i): c for i, c in enumerate(clauses)}
     scores = options_loglik(model, processor, [prompt], features, clauses, closed=False)[0]
-    if grounding:
-        labelled = {str(i): c for i, c in enumerate(clauses)}
-        scores = scores + grounding_bonus(grounded_time_probs(model, processor, prompt_of, labelled, features, seconds),
-                                          list(labelled), question)
-    return clauses[int(np.argmax(scores))]
+    return clauses[int(np.argmax(scores + grounding_bonus(
+        grounded_time_probs(model, processor, prompt_of, labelled, features, seconds), list(labelled), question)))]
 
 
 def _right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
